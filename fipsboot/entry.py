@@ -1,0 +1,55 @@
+"""Console-script entry point. `fipsboot run` takes a lean path without click: it sits in the
+server's start-up, and every import there is paid on each launch."""
+from __future__ import annotations
+
+import sys
+from typing import List
+
+from .errors import FipsbootError
+
+
+def run_server(profile_path: str, argv: List[str], dry_run: bool, as_json: bool) -> int:
+    from .profile import load
+    from .runner import run
+
+    return run(load(profile_path), argv, dry_run=dry_run, as_json=as_json)
+
+
+def entry() -> None:
+    """Console script: `run` takes a lean path (no click) since it sits in the server's start-up."""
+    argv = sys.argv[1:]
+    if argv[:1] == ["run"] and "--" in argv and not {"-h", "--help"} & set(argv[:argv.index("--")]):
+        sys.exit(lean_run(argv[1:]))
+    from .cli import main
+
+    main()
+
+
+def lean_run(args: List[str]) -> int:
+    split = args.index("--")
+    opts, server = args[:split], args[split + 1:]
+    profile_path, dry_run, as_json = None, False, False
+    i = 0
+    while i < len(opts):
+        if opts[i] == "--profile" and i + 1 < len(opts):
+            profile_path, i = opts[i + 1], i + 2
+        elif opts[i].startswith("--profile="):
+            profile_path, i = opts[i].split("=", 1)[1], i + 1
+        elif opts[i] in ("--dry-run", "--json"):
+            dry_run, as_json = dry_run or opts[i] == "--dry-run", as_json or opts[i] == "--json"
+            i += 1
+        else:
+            from .cli import main
+
+            main()  # click explains the unknown option
+            return 2
+    if profile_path is None:
+        print("fipsboot run: --profile is required", file=sys.stderr)
+        return 2
+    try:
+        return run_server(profile_path, server, dry_run, as_json)
+    except FipsbootError as e:
+        print(f"fipsboot: error: {e}", file=sys.stderr)
+        if e.fix:
+            print(f"fix: {e.fix}", file=sys.stderr)
+        return e.exit_code

@@ -1,0 +1,68 @@
+"""The environment for FIPS and non-FIPS mode: pure functions, no effects.
+
+FIPS mode (vendor guide): OPENSSL_CONF = <config-dir>/openssl.cnf, OPENSSL_MODULES = the fips
+module's folder and, on Linux, LD_LIBRARY_PATH led by that folder and the lib-dirs.
+Non-FIPS mode: OPENSSL_CONF and OPENSSL_MODULES undefined, LD_LIBRARY_PATH led by the Security
+Pack folder instead of the fips folder, the lib-dirs kept.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Mapping, Optional
+
+from .layout import Layout
+
+FIPS = "fips"
+NONFIPS = "non-fips"
+MODES = (FIPS, NONFIPS)
+VARIABLES = ("OPENSSL_CONF", "OPENSSL_MODULES", "LD_LIBRARY_PATH")
+
+Values = Dict[str, Optional[str]]  # None: the variable must not be defined
+
+
+def lead_dirs(layout: Layout, mode: str) -> List[str]:
+    first = layout.module_dir if mode == FIPS else layout.security_pack_dir
+    return [d for d in (first, *layout.lib_dirs) if d]
+
+
+def stale_dirs(layout: Layout, mode: str, previously_written: Iterable[str] = ()) -> set:
+    """Folders to drop from an inherited LD_LIBRARY_PATH: the other mode's leader and any
+    folder an earlier install put there (for example the fips folder of an older install dir)."""
+    other = layout.security_pack_dir if mode == FIPS else layout.module_dir
+    return {d for d in (other, *previously_written) if d} - set(lead_dirs(layout, mode))
+
+
+def merge_search_path(lead: List[str], existing: Optional[str], stale: set) -> str:
+    rest = [e for e in (existing or "").split(":") if e and e not in lead and e not in stale]
+    out: List[str] = []
+    for entry in [*lead, *rest]:
+        if entry not in out:
+            out.append(entry)
+    return ":".join(out)
+
+
+def values(layout: Layout, mode: str, existing: Mapping[str, Optional[str]] = {},
+           previously_written: Iterable[str] = ()) -> Values:
+    """The variables a target (or a launch) must hold in `mode`, given what it holds now."""
+    if mode not in MODES:
+        raise ValueError(mode)
+    out: Values = {
+        "OPENSSL_CONF": layout.openssl_cnf if mode == FIPS else None,
+        "OPENSSL_MODULES": layout.module_dir if mode == FIPS else None,
+    }
+    if not layout.windows:  # Windows finds DLLs beside the program: no LD_LIBRARY_PATH there
+        out["LD_LIBRARY_PATH"] = merge_search_path(
+            lead_dirs(layout, mode), existing.get("LD_LIBRARY_PATH"),
+            stale_dirs(layout, mode, previously_written))
+    return out
+
+
+def launch_env(base: Mapping[str, str], layout: Layout, mode: str,
+               previously_written: Iterable[str] = ()) -> Dict[str, str]:
+    """The caller's environment with exactly the mode's variables set or removed."""
+    env = dict(base)
+    for key, value in values(layout, mode, base, previously_written).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env

@@ -1,0 +1,37 @@
+"""Errors the CLI turns into a message and an exit code (documented in the README)."""
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the step failed; nothing was changed (or everything was rolled back)
+EXIT_USAGE = 2  # bad command line or profile; nothing was touched
+EXIT_CONFLICT = 3  # a managed file was edited by hand; --force overwrites and keeps a copy
+EXIT_BUSY = 4  # another fipsboot holds this installation's lock
+EXIT_REFUSED = 78  # `run`: verification failed, the server was not started (EX_CONFIG)
+
+
+class FipsbootError(Exception):
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, fix: str | None = None):
+        super().__init__(message)
+        self.fix = fix
+
+
+class ProfileError(FipsbootError):
+    exit_code = EXIT_USAGE
+
+
+class UsageError(FipsbootError):
+    exit_code = EXIT_USAGE
+
+
+class HandEditError(FipsbootError):
+    exit_code = EXIT_CONFLICT
+
+
+class BusyError(FipsbootError):
+    exit_code = EXIT_BUSY
+
+
+class OpenSSLError(FipsbootError):
+    """openssl did not do what was asked; the message carries its raw output."""

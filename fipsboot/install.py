@@ -1,0 +1,171 @@
+"""`fipsboot install`: from "ships a FIPS module" to "the server's account is set for FIPS",
+all or nothing.
+
+Order: check the host; run fipsinstall into a staging folder beside the final files; prove the
+staged pair with the installation's openssl; only then write the files and the targets through
+the journal; prove the final files the same way, rolling everything back if that fails.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Iterator, List
+
+from . import environ, fipsmodule, fsutil, opensslcnf, plan, verify
+from .errors import FipsbootError
+from .journal import Journal
+from .layout import Layout, resolve
+from .openssl import OpenSSL
+from .platforms import backend_for
+
+
+def preflight(layout: Layout) -> Dict[str, str]:
+    """Refuse before anything changes: missing pieces, loose permissions, an openssl that
+    does not run with the installation's own libraries."""
+    module, openssl = layout.host(layout.module), layout.host(layout.openssl)
+    for what, path in (("fips module", module), ("openssl binary", openssl)):
+        if not path.is_file():
+            raise FipsbootError(f"{what} not found: {path}", "fix the path in the profile")
+    config = layout.host(layout.config_dir)
+    existing = config if config.exists() else config.parent
+    loose = [why for why in (fsutil.loose_permissions(p) for p in
+                             (module.parent, openssl, existing)) if why]
+    if loose:
+        raise FipsbootError("; ".join(loose) + ": whoever can write there chooses the code "
+                            "loaded into the server", "chmod go-w on each path named")
+    if not os.access(existing, os.W_OK):
+        raise FipsbootError(f"config folder {config} is not writable by this user")
+    env = OpenSSL(layout).env(staged_env(layout, layout.openssl_cnf))
+    env.pop("OPENSSL_CONF")  # `openssl version` needs no config
+    return {"openssl": OpenSSL(layout).version(env)}
+
+
+def staged_env(layout: Layout, openssl_cnf: str) -> Dict[str, str]:
+    return {k: v for k, v in environ.values(layout, environ.FIPS).items() if v is not None} | {
+        "OPENSSL_CONF": openssl_cnf}
+
+
+@contextmanager
+def staging(layout: Layout) -> Iterator[tuple]:
+    """A private folder beside the final files, removed whatever happens."""
+    name = f".fipsboot-staging-{os.getpid()}"
+    host = layout.host(layout.config_dir) / name
+    native = str(layout.profile.pure_path(layout.config_dir) / name)
+    shutil.rmtree(host, ignore_errors=True)
+    host.mkdir(parents=True, mode=0o700)
+    try:
+        yield host, native
+    finally:
+        shutil.rmtree(host, ignore_errors=True)
+
+
+def reusable_fipsmodule(layout: Layout, journal: Journal) -> bool:
+    """The current fipsmodule.cnf can stay: fipsboot wrote it, for this module, with these
+    options (so `install` after `reset` returns quickly and a re-run writes nothing)."""
+    path = layout.host(layout.fipsmodule_cnf)
+    data = fsutil.read(path)
+    if data is None or journal.managed.get(str(path)) != fsutil.digest(data):
+        return False
+    if journal.extra.get("fipsinstall-options") != list(layout.profile.fipsinstall_options):
+        return False
+    try:
+        cnf = fipsmodule.parse(data.decode("utf-8"))
+    except ValueError:
+        return False
+    mac = fipsmodule.module_mac(layout.host(layout.module), layout.profile.fips_key)
+    return (not fipsmodule.key_problems(cnf)
+            and fipsmodule.normalise_mac(cnf.module_mac) == fipsmodule.normalise_mac(mac))
+
+
+def run_fipsinstall(layout: Layout, folder: Path, native_folder: str) -> tuple:
+    openssl = OpenSSL(layout)
+    (folder / "empty.cnf").write_text("")
+    sep = "\\" if layout.windows else "/"
+    # An active FIPS config in the caller's environment must not load the provider first.
+    env = openssl.env({**staged_env(layout, native_folder + sep + "empty.cnf")})
+    out_native = native_folder + sep + "fipsmodule.cnf"
+    report = openssl.fipsinstall(layout.module, out_native, layout.profile.fipsinstall_options, env)
+    if not report.passed or not (folder / "fipsmodule.cnf").exists():
+        named = report.failed_tests
+        raise FipsbootError(
+            "fipsinstall failed" + (": self-test " + "; ".join(named) if named else "")
+            + ". Nothing was changed.\n" + report.raw,
+            "the FIPS module is damaged or does not match this openssl; reinstall the server's "
+            "fips module")
+    return (folder / "fipsmodule.cnf").read_bytes(), report
+
+
+def prove(layout: Layout, env: Dict[str, str], when: str) -> List[verify.Check]:
+    openssl = OpenSSL(layout, env)
+    checks = [verify.check_providers(openssl, env), verify.check_negative_probe(openssl, env)]
+    bad = [c for c in checks if not c.ok]
+    if bad:
+        raise FipsbootError(f"{when}: " + "; ".join(f"{c.name}: {c.reason}" for c in bad)
+                            + ". Nothing was changed.")
+    return checks
+
+
+def install(profile, dry_run: bool = False, force: bool = False) -> dict:
+    layout = resolve(profile)
+    backend = backend_for(profile)
+    journal = Journal.for_installation(profile.install_dir, backend.stores())
+    result: dict = {"command": "install", "dry_run": dry_run, "notes": []}
+    with journal.lock():
+        if not dry_run:
+            recovered = journal.recover()
+            if recovered:
+                result["notes"].append(recovered)
+        result["versions"] = preflight(layout)
+        reuse = reusable_fipsmodule(layout, journal)
+        cnf_path = layout.host(layout.openssl_cnf)
+        module_path = layout.host(layout.fipsmodule_cnf)
+        final_cnf = opensslcnf.render(layout.fipsmodule_cnf).encode()
+
+        if dry_run:
+            module_bytes = fsutil.read(module_path) if reuse else b"(new output of fipsinstall)"
+            the_plan = build_plan(layout, backend, journal, final_cnf, module_bytes)
+            if not reuse:
+                the_plan.changes[1].notes.append("regenerated by `openssl fipsinstall`")
+            return {**result, "status": "dry-run", "plan": the_plan}
+
+        with staging(layout) as (folder, native):
+            if reuse:
+                module_bytes = module_path.read_bytes()
+                (folder / "fipsmodule.cnf").write_bytes(module_bytes)
+            else:
+                module_bytes, report = run_fipsinstall(layout, folder, native)
+                result["self_tests"] = report.self_tests
+            sep = "\\" if layout.windows else "/"
+            staged_cnf = opensslcnf.render(native + sep + "fipsmodule.cnf")
+            (folder / "openssl.cnf").write_text(staged_cnf)
+            env = OpenSSL(layout).env(staged_env(layout, native + sep + "openssl.cnf"))
+            result["proof"] = [c.to_json() for c in prove(layout, env, "the new files fail")]
+
+        the_plan = build_plan(layout, backend, journal, final_cnf, module_bytes)
+        plan.refuse_hand_edits(the_plan.changes, journal, force)
+        if not the_plan.pending and journal.mode == environ.FIPS:
+            return {**result, "status": "unchanged", "plan": the_plan}
+
+        def prove_final() -> None:
+            env = verify.launch_environment(layout, environ.FIPS)
+            prove(layout, env, "the installed files fail")
+
+        checkpoint = plan.apply(journal, "install", the_plan, environ.FIPS, extra={
+            "fipsinstall-options": list(profile.fipsinstall_options),
+            "ld_dirs": environ.lead_dirs(layout, environ.FIPS)}, prove=prove_final)
+        result["notes"] += backend.after_apply(the_plan.changes)
+        result["notes"] += [n for c in the_plan.pending for n in c.notes]
+        result["notes"] += plan.switch_reminder(layout, True)
+        return {**result, "status": "installed", "checkpoint": checkpoint, "plan": the_plan}
+
+
+def build_plan(layout: Layout, backend, journal: Journal, cnf: bytes, module: bytes) -> plan.Plan:
+    changes = [plan.whole_file(layout.host(layout.openssl_cnf), "openssl.cnf", cnf),
+               plan.whole_file(layout.host(layout.fipsmodule_cnf), "fipsmodule.cnf", module)]
+    switch = plan.switch_change(layout, True)
+    if switch is not None:
+        changes.append(switch)
+    changes += plan.target_changes(layout, backend, environ.FIPS, journal)
+    return plan.Plan(changes)

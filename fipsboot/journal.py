@@ -1,0 +1,301 @@
+"""The journal: every change fipsboot makes is backed up here before it is made.
+
+One folder per installation in the state folder (FIPSBOOT_STATE_DIR, else platformdirs):
+
+    journal.json        mode, what fipsboot last wrote (digests), the checkpoints
+    backups/<id>/<n>    the bytes a file held before checkpoint <id> changed it
+    lock                one fipsboot at a time per installation
+
+A checkpoint is one command's changes. Its state is "pending" while it is applied, "done"
+after, "rolling-back" while it is undone. For each change the old state is saved and recorded
+*before* the change is made, so after a kill -9 at any point `recover()` can restore it: a
+pending checkpoint is rolled back, an interrupted rollback is finished. Restores are
+idempotent (temp file + os.replace), and a checkpoint whose restore fails is kept (certbot's
+reverter does the same).
+
+Files are built in; other kinds of value (Windows registry values) come through a `Store`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Protocol
+
+from . import faults, fsutil
+from .errors import FipsbootError, HandEditError
+
+FORMAT = 1
+
+
+class Store(Protocol):
+    """A keyed value outside the file system (a registry value): read it, set it, delete it."""
+
+    def get(self, key: str) -> Any: ...  # None when absent; otherwise JSON-able
+    def set(self, key: str, value: Any) -> None: ...  # value None: delete
+
+
+def state_root() -> Path:
+    if os.environ.get("FIPSBOOT_STATE_DIR"):
+        return Path(os.environ["FIPSBOOT_STATE_DIR"])
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("fipsboot", appauthor=False))
+
+
+def installation_key(install_dir: str) -> str:
+    tail = "".join(c if c.isalnum() else "-" for c in install_dir)[-40:].strip("-")
+    return f"{hashlib.sha256(install_dir.encode()).hexdigest()[:12]}-{tail}"
+
+
+class Journal:
+    def __init__(self, folder: Path, stores: Optional[Dict[str, Store]] = None):
+        self.folder = folder
+        self.stores = dict(stores or {})
+        self.data = self._load()
+
+    @classmethod
+    def for_installation(cls, install_dir: str, stores=None) -> "Journal":
+        return cls(state_root() / installation_key(install_dir), stores)
+
+    # --- persistent state ----------------------------------------------------------------
+
+    def _load(self) -> dict:
+        raw = fsutil.read(self.folder / "journal.json")
+        if raw is None:
+            return {"format": FORMAT, "mode": None, "managed": {}, "extra": {}, "checkpoints": []}
+        try:
+            data = json.loads(raw)
+        except ValueError as e:
+            raise FipsbootError(f"journal {self.folder / 'journal.json'} is unreadable: {e}") from None
+        if data.get("format") != FORMAT:
+            raise FipsbootError(f"journal {self.folder} has format {data.get('format')}, "
+                                f"this fipsboot reads {FORMAT}")
+        return data
+
+    def _save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fsutil.atomic_write(self.folder / "journal.json",
+                            json.dumps(self.data, indent=1, sort_keys=True).encode(), 0o600)
+
+    @property
+    def exists(self) -> bool:
+        return (self.folder / "journal.json").exists()
+
+    @property
+    def mode(self) -> Optional[str]:
+        return self.data["mode"]
+
+    @property
+    def managed(self) -> Dict[str, str]:
+        """Digest of what fipsboot last wrote, per file or value it manages."""
+        return self.data["managed"]
+
+    @property
+    def extra(self) -> Dict[str, Any]:
+        return self.data["extra"]
+
+    @property
+    def checkpoints(self) -> List[dict]:
+        return self.data["checkpoints"]
+
+    def lock(self):
+        return fsutil.exclusive_lock(self.folder / "lock", f"the installation ({self.folder.name})")
+
+    # --- applying a change ---------------------------------------------------------------
+
+    def begin(self, command: str) -> "Transaction":
+        self.recover()
+        cid = max((c["id"] for c in self.checkpoints), default=0) + 1
+        checkpoint = {"id": cid, "command": command, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                      "status": "pending", "entries": [],
+                      "before": json.loads(json.dumps(self._state()))}
+        self.checkpoints.append(checkpoint)
+        self._save()
+        return Transaction(self, checkpoint)
+
+    def _state(self) -> dict:
+        return {k: self.data[k] for k in ("mode", "managed", "extra")}
+
+    def recover(self) -> Optional[dict]:
+        """Finish what a killed fipsboot left: undo a pending checkpoint, finish a rollback."""
+        if not self.checkpoints or self.checkpoints[-1]["status"] == "done":
+            return None
+        return self._undo(self.checkpoints[-1])
+
+    def edited_since(self, cp: dict) -> List[str]:
+        """What changed after checkpoint `cp` wrote it: restoring would lose that edit."""
+        edited = []
+        for entry in cp["entries"]:
+            if "after" not in entry:
+                continue
+            if entry["kind"] == "file":
+                now = fsutil.digest(fsutil.read(Path(entry["key"])))
+            elif entry["kind"] == "dir":
+                continue
+            else:
+                now = self.stores[entry["kind"]].get(entry["key"])
+            if now != entry["after"]:
+                edited.append(entry["key"])
+        return edited
+
+    def rollback(self, to: Optional[int] = None, force: bool = False) -> List[dict]:
+        """Undo checkpoints newest first, down to and including `to` (default: the newest).
+        A rollback interrupted by a kill is finished first (and, without `to`, is the one)."""
+        recovered = self.recover()
+        if recovered is not None and recovered["status"] == "rolling-back" and to is None:
+            return [recovered]
+        if not self.checkpoints:
+            if recovered is not None:
+                return [recovered]
+            raise FipsbootError("nothing to roll back: the journal has no checkpoint")
+        ids = [c["id"] for c in self.checkpoints]
+        target = ids[-1] if to is None else to
+        if target not in ids:
+            raise FipsbootError(f"no checkpoint {target} (have: {', '.join(map(str, ids))})")
+        doomed = [c for c in self.checkpoints if c["id"] >= target]
+        edited = [k for c in doomed for k in self.edited_since(c)]
+        if edited and not force:
+            raise HandEditError(
+                "changed since fipsboot wrote it: " + ", ".join(dict.fromkeys(edited))
+                + ". Nothing was changed.",
+                "rerun with --force to roll back anyway; the edited copies are kept in "
+                f"{self.folder / 'kept'}")
+        for key in dict.fromkeys(edited):
+            self._keep_copy(key)
+        undone = [recovered] if recovered is not None else []
+        while self.checkpoints and self.checkpoints[-1]["id"] >= target:
+            cp = self.checkpoints[-1]
+            cp["status"] = "rolling-back"
+            self._save()
+            undone.append(self._undo(cp))
+        return undone
+
+    def _keep_copy(self, key: str) -> None:
+        data = fsutil.read(Path(key))
+        if data is None:
+            return
+        kept = self.folder / "kept"
+        kept.mkdir(parents=True, exist_ok=True)
+        name = time.strftime("%Y%m%dT%H%M%S-") + hashlib.sha256(key.encode()).hexdigest()[:8] \
+            + "-" + Path(key).name
+        fsutil.atomic_write(kept / name, data, 0o600)
+
+    def _undo(self, cp: dict) -> dict:
+        for entry in reversed(cp["entries"]):
+            faults.step("restore")
+            if entry["kind"] == "dir":
+                try:
+                    Path(entry["key"]).rmdir()
+                except OSError:
+                    pass  # gone already, or holds files that are not fipsboot's
+            elif entry["kind"] == "file":
+                path = Path(entry["key"])
+                if entry["backup"] is None:
+                    fsutil.remove(path)
+                else:
+                    data = (self.folder / "backups" / entry["backup"]).read_bytes()
+                    if fsutil.read(path) != data:
+                        fsutil.atomic_write(path, data, entry["mode"])
+                    elif entry["mode"] is not None and os.name == "posix":
+                        os.chmod(path, entry["mode"])
+            else:
+                self.stores[entry["kind"]].set(entry["key"], entry["before"])
+        for key, value in cp["before"].items():
+            self.data[key] = value
+        self.checkpoints.remove(cp)
+        self._save()
+        shutil.rmtree(self.folder / "backups" / str(cp["id"]), ignore_errors=True)
+        return cp
+
+
+class Transaction:
+    """One command's changes. Use as a context manager: an exception rolls everything back."""
+
+    def __init__(self, journal: Journal, checkpoint: dict):
+        self.journal = journal
+        self.checkpoint = checkpoint
+        self._touched: Dict[str, dict] = {}
+        self._committed = False
+
+    def __enter__(self) -> "Transaction":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            if not self._committed:
+                self.commit()
+        else:
+            self.journal._undo(self.checkpoint)
+        return False
+
+    def _record(self, entry: dict) -> None:
+        self.checkpoint["entries"].append(entry)
+        self.journal._save()
+
+    def ensure_dir(self, folder: Path) -> None:
+        """Create missing folders, recorded so that a rollback removes them (when empty)."""
+        missing = []
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for d in reversed(missing):
+            faults.step(f"record dir {d}")
+            self._record({"kind": "dir", "key": str(d)})
+            d.mkdir(mode=0o755)
+
+    def write_file(self, path: Path, data: bytes, mode: int = 0o644) -> None:
+        self._backup_file(path)["after"] = fsutil.digest(data)
+        faults.step(f"write {path}")
+        fsutil.atomic_write(path, data, mode)
+
+    def remove_file(self, path: Path) -> None:
+        self._backup_file(path)["after"] = None
+        faults.step(f"remove {path}")
+        fsutil.remove(path)
+
+    def _backup_file(self, path: Path) -> dict:
+        key = str(path)
+        if key in self._touched:  # keep the oldest copy
+            return self._touched[key]
+        fsutil.refuse_symlink(path)
+        old = fsutil.read(path)
+        backup = None
+        mode = None
+        if old is not None:
+            backup = f"{self.checkpoint['id']}/{len(self.checkpoint['entries'])}"
+            target = self.journal.folder / "backups" / backup
+            target.parent.mkdir(parents=True, exist_ok=True)
+            faults.step(f"backup {path}")
+            fsutil.atomic_write(target, old, 0o600)
+            mode = path.stat().st_mode & 0o7777
+        faults.step(f"record {path}")
+        entry = {"kind": "file", "key": key, "backup": backup, "mode": mode}
+        self._record(entry)
+        self._touched[key] = entry
+        return entry
+
+    def set_value(self, kind: str, key: str, value: Any) -> None:
+        store = self.journal.stores[kind]
+        ident = f"{kind}:{key}"
+        if ident not in self._touched:
+            faults.step(f"record {ident}")
+            self._touched[ident] = {"kind": kind, "key": key, "before": store.get(key)}
+            self._record(self._touched[ident])
+        self._touched[ident]["after"] = value
+        faults.step(f"set {ident}")
+        store.set(key, value)
+
+    def commit(self, **state: Any) -> None:
+        for key, value in state.items():
+            self.journal.data[key] = value
+        self._committed = True
+        if not self.checkpoint["entries"] and self.checkpoint["before"] == self.journal._state():
+            self.journal.checkpoints.remove(self.checkpoint)  # nothing happened: no checkpoint
+        else:
+            self.checkpoint["status"] = "done"
+        faults.step("commit")
+        self.journal._save()

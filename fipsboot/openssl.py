@@ -1,0 +1,111 @@
+"""The only place that runs the installation's openssl: fipsinstall, list -providers, probes.
+
+Output is parsed with LANG=C; the exit code of `openssl list` proves nothing (it is 0 when
+the FIPS provider silently failed to load), so callers judge by what is parsed.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from . import providers
+from .errors import OpenSSLError
+from .layout import Layout
+
+TIMEOUT = 120  # fipsinstall's self-tests take well under a second; Wine's first start does not
+SELF_TEST_RE = re.compile(r"^\s*(?P<name>.+?)\s*:\s*\((?P<type>[^)]*)\)\s*:\s*(?P<result>.+?)\s*$")
+# Variables of the caller that must not leak into a probe: they would decide which config
+# and which providers load.
+OPENSSL_VARS = ("OPENSSL_CONF", "OPENSSL_MODULES", "OPENSSL_CONF_INCLUDE")
+
+
+@dataclass
+class Result:
+    args: List[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return (self.stdout + self.stderr).strip()
+
+
+@dataclass
+class FipsinstallReport:
+    passed: bool
+    self_tests: List[Dict[str, str]] = field(default_factory=list)
+    raw: str = ""
+
+    @property
+    def failed_tests(self) -> List[str]:
+        return [f"{t['name']} ({t['type']}): {t['result']}" for t in self.self_tests
+                if t["result"] != "Pass"]
+
+
+class OpenSSL:
+    """The installation's openssl binary, run through the profile's launcher (e.g. wine)."""
+
+    def __init__(self, layout: Layout, base_env: Optional[Mapping[str, str]] = None):
+        self.layout = layout
+        self.base_env = dict(os.environ if base_env is None else base_env)
+
+    def env(self, extra: Mapping[str, Optional[str]]) -> Dict[str, str]:
+        env = {k: v for k, v in self.base_env.items() if k not in OPENSSL_VARS}
+        env.update(LANG="C", LC_ALL="C")
+        if self.layout.profile.launcher:
+            env.setdefault("WINEDEBUG", "-all")
+        for key, value in extra.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return env
+
+    def run(self, args: Sequence[str], env: Mapping[str, str], stdin: bytes = b"") -> Result:
+        argv = [*self.layout.profile.launcher, str(self.layout.host(self.layout.openssl)), *args]
+        try:
+            p = subprocess.run(argv, env=dict(env), capture_output=True, timeout=TIMEOUT,
+                               input=stdin)
+        except OSError as e:
+            raise OpenSSLError(f"cannot run {argv[0]}: {e.strerror}") from None
+        except subprocess.TimeoutExpired:
+            raise OpenSSLError(f"{' '.join(argv)} did not finish in {TIMEOUT} s") from None
+        return Result(argv, p.returncode, _text(p.stdout), _text(p.stderr))
+
+    # --- the questions fipsboot asks openssl ---------------------------------------------
+
+    def version(self, env: Mapping[str, str]) -> str:
+        r = self.run(["version"], env)
+        m = re.search(r"OpenSSL (\d+\.\d+\.\d+\S*)", r.stdout)
+        if r.returncode or not m:
+            raise OpenSSLError(f"`openssl version` failed ({r.returncode}):\n{r.output}")
+        return m.group(1)
+
+    def fipsinstall(self, module: str, out: str, options: Sequence[str],
+                    env: Mapping[str, str]) -> FipsinstallReport:
+        r = self.run(["fipsinstall", "-module", module, "-out", out, *options], env)
+        tests = []
+        for line in r.stderr.splitlines():
+            m = SELF_TEST_RE.match(line)
+            if m:
+                tests.append(m.groupdict())
+        passed = r.returncode == 0 and "INSTALL PASSED" in r.stderr
+        return FipsinstallReport(passed=passed, self_tests=tests, raw=r.output)
+
+    def list_providers(self, env: Mapping[str, str]) -> Dict[str, providers.Provider]:
+        r = self.run(["list", "-providers"], env)
+        if r.returncode:
+            raise OpenSSLError(f"`openssl list -providers` failed ({r.returncode}):\n{r.output}")
+        return providers.parse(r.stdout)
+
+    def digest(self, algorithm: str, env: Mapping[str, str]) -> Result:
+        """`openssl dgst -ALG` over a few bytes: returncode 0 means the algorithm was allowed."""
+        return self.run(["dgst", f"-{algorithm}"], env, stdin=b"fipsboot probe\n")
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace").replace("\r\n", "\n")

@@ -1,0 +1,287 @@
+"""Linux backend: systemd drop-in, env file, shell-profile block; exec of the server."""
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from .. import fsutil
+from ..environ import VARIABLES
+from ..errors import FipsbootError
+from .base import Backend, Change, EnvTarget, Values, file_change, values_digest
+
+DROPIN_NAME = "50-fipsboot.conf"
+BLOCK_BEGIN = "# >>> fipsboot: managed block, `fipsboot reset`/`rollback` change it >>>"
+BLOCK_END = "# <<< fipsboot <<<"
+
+
+# --- quoting ----------------------------------------------------------------------------
+
+def sh_double_quote(value: str) -> str:
+    """Double quotes that sh and systemd's EnvironmentFile= both read back to `value`."""
+    if "\n" in value or "\r" in value:
+        raise FipsbootError(f"value {value!r} holds a line break: it can't go in an env file")
+    return '"' + re.sub(r'([\\"$`])', r"\\\1", value) + '"'
+
+
+def sh_unquote(raw: str) -> str:
+    """Read back a value as sh would (the forms fipsboot and people commonly write)."""
+    raw = raw.strip()
+    out, i = [], 0
+    while i < len(raw):
+        c = raw[i]
+        if c == "'":
+            end = raw.index("'", i + 1)
+            out.append(raw[i + 1:end])
+            i = end + 1
+        elif c == '"':
+            i += 1
+            while i < len(raw) and raw[i] != '"':
+                if raw[i] == "\\" and i + 1 < len(raw) and raw[i + 1] in '\\"$`':
+                    i += 1
+                out.append(raw[i])
+                i += 1
+            i += 1
+        elif c == "\\" and i + 1 < len(raw):
+            out.append(raw[i + 1])
+            i += 2
+        elif c.isspace() or c == "#":
+            break
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def systemd_quote(assignment: str) -> str:
+    """One Environment= word: quoted, C-style escapes, `%` doubled (systemd specifiers)."""
+    if "\n" in assignment:
+        raise FipsbootError(f"{assignment!r} holds a line break: it can't go in a unit file")
+    return '"' + assignment.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
+
+
+def systemd_unquote(word: str) -> str:
+    word = word.strip()
+    if len(word) >= 2 and word[0] == word[-1] == '"':
+        word = re.sub(r"\\(.)", r"\1", word[1:-1])
+    return word.replace("%%", "%")
+
+
+# --- targets ----------------------------------------------------------------------------
+
+class FileTarget(EnvTarget):
+    """A target that is (part of) one file."""
+
+    path: Path
+
+    def current(self) -> Optional[bytes]:
+        return fsutil.read(self.path)
+
+    def read(self) -> Values:
+        data = self.current()
+        return self.parse(data.decode("utf-8", "replace")) if data is not None else {}
+
+    def parse(self, text: str) -> Values:
+        raise NotImplementedError
+
+    def render(self, text: str, desired: Values) -> Optional[str]:
+        raise NotImplementedError
+
+    def managed_digest(self, data: Optional[bytes]) -> str:
+        return values_digest(self.parse(data.decode("utf-8", "replace")) if data else {})
+
+    def change(self, desired: Values) -> Change:
+        old = self.current()
+        new_text = self.render(old.decode("utf-8", "replace") if old is not None else "", desired)
+        new = None if new_text is None else new_text.encode("utf-8")
+        if old is None and new is not None and not new_text.strip():
+            new = None  # nothing to say and nothing there: don't create an empty file
+        before = self.read()
+        variables = {k: [before.get(k), desired.get(k)] for k in desired}
+        return file_change(self.path, self.spec, old, new, self.managed_digest(old),
+                           self.managed_digest(new), variables, self.notes())
+
+
+class SystemdDropIn(FileTarget):
+    """`<systemd-dir>/UNIT.d/50-fipsboot.conf`: the whole file is fipsboot's."""
+
+    def __init__(self, unit: str, systemd_dir: str):
+        if "/" in unit or not unit:
+            raise FipsbootError(f"systemd:{unit}: not a unit name")
+        self.unit = unit if "." in unit else unit + ".service"
+        self.spec = f"systemd:{unit}"
+        self.path = Path(systemd_dir) / f"{self.unit}.d" / DROPIN_NAME
+
+    def parse(self, text: str) -> Values:
+        found: Values = {}
+        for line in text.splitlines():
+            m = re.match(r"\s*Environment=(.*)$", line)
+            if not m:
+                continue
+            for word in re.findall(r'"(?:\\.|[^"\\])*"|\S+', m.group(1)):
+                key, _, value = systemd_unquote(word).partition("=")
+                if key in VARIABLES:
+                    found[key] = value
+        for line in text.splitlines():
+            m = re.match(r"\s*UnsetEnvironment=(.*)$", line)
+            if m:
+                for key in m.group(1).split():
+                    found.pop(key, None)
+        return found
+
+    def managed_digest(self, data: Optional[bytes]) -> str:
+        return fsutil.digest(data or b"")
+
+    def render(self, text: str, desired: Values) -> Optional[str]:
+        lines = ["# Written by fipsboot; `fipsboot reset` and `fipsboot rollback` change it.",
+                 "[Service]"]
+        for key in VARIABLES:
+            if desired.get(key) is not None:
+                lines.append("Environment=" + systemd_quote(f"{key}={desired[key]}"))
+        unset = [k for k in VARIABLES if k in desired and desired[k] is None]
+        if unset:  # undefined for the service even if the unit or a manager default sets them
+            lines.append("UnsetEnvironment=" + " ".join(unset))
+        return "\n".join(lines) + "\n"
+
+    def notes(self) -> List[str]:
+        return [f"restart {self.unit} for the server to get the new environment"]
+
+
+class EnvFile(FileTarget):
+    """`KEY="value"` lines, read the same by systemd's EnvironmentFile= and by `. FILE` in sh.
+    Lines that are not fipsboot's variables stay byte for byte."""
+
+    LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+        self.spec = f"envfile:{path}"
+
+    def parse(self, text: str) -> Values:
+        found: Values = {}
+        for line in text.splitlines():
+            m = self.LINE.match(line)
+            if m and m.group(1) in VARIABLES:
+                found[m.group(1)] = sh_unquote(m.group(2))
+        return found
+
+    def render(self, text: str, desired: Values) -> Optional[str]:
+        out, written = [], set()
+        for line in text.splitlines(keepends=True):
+            m = self.LINE.match(line)
+            key = m.group(1) if m else None
+            if key in desired:
+                if desired[key] is not None and key not in written:
+                    out.append(f"{key}={sh_double_quote(desired[key])}\n")
+                    written.add(key)
+                continue  # a None value: the line goes; a duplicate line: dropped
+            out.append(line)
+        if out and not out[-1].endswith("\n"):
+            out[-1] += "\n"
+        for key in VARIABLES:
+            if desired.get(key) is not None and key not in written:
+                out.append(f"{key}={sh_double_quote(desired[key])}\n")
+        return "".join(out)
+
+
+class ProfileBlock(FileTarget):
+    """A block between marker lines in a login profile; the rest of the file is untouched."""
+
+    def __init__(self, path: Path, spec: str):
+        self.path = path
+        self.spec = spec
+
+    def _split(self, text: str) -> Tuple[str, Optional[str], str]:
+        start = text.find(BLOCK_BEGIN)
+        if start < 0:
+            return text, None, ""
+        end = text.find(BLOCK_END, start)
+        if end < 0:
+            raise FipsbootError(f"{self.path}: fipsboot's block has no end marker; "
+                                f"restore the line {BLOCK_END!r} or remove the block")
+        end = text.find("\n", end)
+        end = len(text) if end < 0 else end + 1
+        return text[:start], text[start:end], text[end:]
+
+    def parse(self, text: str) -> Values:
+        _, block, _ = self._split(text)
+        found: Values = {}
+        for line in (block or "").splitlines():
+            m = re.match(r"\s*export\s+([A-Za-z_]\w*)=(.*)$", line)
+            if m and m.group(1) in VARIABLES:
+                found[m.group(1)] = sh_unquote(m.group(2))
+        return found
+
+    def render(self, text: str, desired: Values) -> Optional[str]:
+        head, _, tail = self._split(text)
+        lines = [BLOCK_BEGIN]
+        for key in VARIABLES:
+            if desired.get(key) is not None:
+                lines.append(f"export {key}={sh_double_quote(desired[key])}")
+        unset = [k for k in VARIABLES if k in desired and desired[k] is None]
+        if unset:
+            lines.append("unset " + " ".join(unset))
+        lines.append(BLOCK_END)
+        if head and not head.endswith("\n"):
+            head += "\n"
+        return head + "\n".join(lines) + "\n" + tail
+
+    def managed_digest(self, data: Optional[bytes]) -> str:
+        _, block, _ = self._split(data.decode("utf-8", "replace")) if data else ("", None, "")
+        return fsutil.digest((block or "").encode())
+
+
+def login_profile(user: str) -> Path:
+    """The login profile the user's shell reads (bash: the first of its three that exists)."""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise FipsbootError(f"profile:{user}: no such account") from None
+    home = Path(entry.pw_dir)
+    if os.path.basename(entry.pw_shell) == "bash":
+        for name in (".bash_profile", ".bash_login", ".profile"):
+            if (home / name).exists():
+                return home / name
+    return home / ".profile"
+
+
+class LinuxBackend(Backend):
+    name = "linux"
+
+    def targets(self, profile) -> List[EnvTarget]:
+        out: List[EnvTarget] = []
+        for t in profile.targets:
+            if t.kind == "systemd":
+                out.append(SystemdDropIn(t.arg, profile.systemd_dir))
+            elif t.kind == "envfile":
+                out.append(EnvFile(t.arg))
+            elif t.kind == "profile":
+                out.append(ProfileBlock(login_profile(t.arg), str(t)))
+            elif t.kind == "profile-file":
+                out.append(ProfileBlock(Path(t.arg), str(t)))
+            else:  # the profile parser only lets known kinds through
+                raise FipsbootError(f"target {t} is not supported on Linux")
+        return out
+
+    def after_apply(self, changes: List[Change]) -> List[str]:
+        """systemd re-reads unit files only when asked, and only a running systemd can be."""
+        if not any(c.changed and c.label.startswith("systemd:") for c in changes):
+            return []
+        if not Path("/run/systemd/system").is_dir() or not shutil.which("systemctl"):
+            return ["systemd is not the running init here: `systemctl daemon-reload` skipped"]
+        r = subprocess.run(["systemctl", "daemon-reload"], capture_output=True, text=True)
+        if r.returncode:
+            return [f"`systemctl daemon-reload` failed: {r.stderr.strip()}"]
+        return ["ran `systemctl daemon-reload`"]
+
+    def launch(self, argv: List[str], env: Dict[str, str]) -> int:
+        # exec: same PID, signals reach the server directly, its exit status is the caller's.
+        try:
+            os.execvpe(argv[0], argv, env)
+        except OSError as e:
+            raise FipsbootError(f"cannot start {argv[0]}: {e.strerror}") from None
+        return 0  # not reached

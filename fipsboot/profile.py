@@ -1,0 +1,206 @@
+"""Load and validate the TOML profile that describes one server installation.
+
+Every error names the file and the key, and nothing is touched before the profile is valid.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any, Optional, Tuple
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - RHEL 9's Python
+    import tomli as tomllib
+
+from .errors import ProfileError
+
+# OpenSSL's build-time default FIPS key (providers/fips/... `--fips-key`).
+DEFAULT_FIPS_KEY = "f4556650ac31d35461610bac4ed81b1a181b2d8a43ea2854cbae22ca74560813"
+
+PLATFORM_DEFAULTS = {
+    "linux": {"fips-module": "fips/fips.so", "openssl": "tools/openssl", "lib-dirs": ["lib64"]},
+    "windows": {"fips-module": "fips/fips.dll", "openssl": "tools/openssl.exe", "lib-dirs": []},
+}
+TARGET_KINDS = {
+    "linux": ("systemd", "envfile", "profile", "profile-file"),
+    "windows": ("service", "user", "machine"),
+}
+
+
+@dataclass(frozen=True)
+class FipsSwitch:
+    """The server's own FIPS switch in a local options file (ORS: [scxml] fips-enabled)."""
+
+    file: str
+    section: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str
+    arg: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.arg}" if self.arg else self.kind
+
+
+@dataclass(frozen=True)
+class Profile:
+    source: Path
+    platform: str
+    install_dir: str
+    fips_module: str
+    openssl: str
+    lib_dirs: Tuple[str, ...]
+    config_dir: str
+    security_pack_dir: Optional[str]
+    fipsinstall_options: Tuple[str, ...]
+    launcher: Tuple[str, ...]
+    fips_key: str
+    fips_switch: Optional[FipsSwitch]
+    targets: Tuple[Target, ...]
+    systemd_dir: str
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def pure_path(self):
+        return PureWindowsPath if self.platform == "windows" else PurePosixPath
+
+
+SERVER_KEYS = {"install-dir", "fips-module", "openssl", "lib-dirs", "config-dir",
+               "security-pack-dir", "fipsinstall-options", "launcher", "platform",
+               "fips-key", "fips-switch"}
+ACCOUNT_KEYS = {"targets", "systemd-dir"}
+
+
+class _Reader:
+    def __init__(self, source: Path, table: dict, section: str, allowed: set):
+        self.source, self.table, self.section = source, table, section
+        unknown = sorted(set(table) - allowed)
+        if unknown:
+            self.fail(unknown[0], f"unknown key (known: {', '.join(sorted(allowed))})")
+
+    def fail(self, key: str, why: str):
+        raise ProfileError(f"{self.source}: [{self.section}] {key}: {why}")
+
+    def get(self, key: str, kind: type, default: Any = None) -> Any:
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        if kind is list:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                self.fail(key, f"must be a list of strings, got {value!r}")
+        elif not isinstance(value, kind):
+            self.fail(key, f"must be a {kind.__name__}, got {value!r}")
+        return value
+
+
+def _is_absolute(platform: str, path: str) -> bool:
+    if platform == "windows":
+        p = PureWindowsPath(path)
+        return bool(p.drive) and bool(p.root)
+    return PurePosixPath(path).is_absolute()
+
+
+def host_platform() -> str:
+    return "windows" if sys.platform == "win32" else "linux"
+
+
+def load(path: str | Path) -> Profile:
+    source = Path(path)
+    try:
+        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProfileError(f"{source}: profile not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProfileError(f"{source}: cannot read profile: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"{source}: not valid TOML: {e}") from None
+    return parse(raw, source.resolve())
+
+
+def parse(raw: dict, source: Path) -> Profile:
+    unknown = sorted(set(raw) - {"server", "account"})
+    if unknown:
+        raise ProfileError(f"{source}: unknown table [{unknown[0]}] (known: [server], [account])")
+    if not isinstance(raw.get("server"), dict):
+        raise ProfileError(f"{source}: [server] table is required")
+    server = _Reader(source, raw["server"], "server", SERVER_KEYS)
+    account = _Reader(source, raw.get("account", {}), "account", ACCOUNT_KEYS)
+
+    platform = server.get("platform", str, host_platform())
+    if platform not in PLATFORM_DEFAULTS:
+        server.fail("platform", f"must be 'linux' or 'windows', got {platform!r}")
+    defaults = PLATFORM_DEFAULTS[platform]
+    pure = PureWindowsPath if platform == "windows" else PurePosixPath
+
+    install_dir = server.get("install-dir", str)
+    if install_dir is None:
+        server.fail("install-dir", "is required")
+
+    def absolute(key: str, value: str, base: Optional[str]) -> str:
+        if "\0" in value or "\n" in value or "\r" in value:
+            server.fail(key, "contains a control character")
+        if platform == "windows" and value.startswith(("\\\\", "//")):
+            server.fail(key, f"UNC paths are not supported, use a local drive path: {value!r}")
+        if _is_absolute(platform, value):
+            return str(pure(value))
+        if base is None:
+            server.fail(key, f"must be an absolute path, got {value!r}")
+        return str(pure(base) / value)
+
+    install_dir = absolute("install-dir", install_dir, None)
+    fips_module = absolute("fips-module", server.get("fips-module", str, defaults["fips-module"]), install_dir)
+    openssl = absolute("openssl", server.get("openssl", str, defaults["openssl"]), install_dir)
+    lib_dirs = tuple(absolute("lib-dirs", d, install_dir)
+                     for d in server.get("lib-dirs", list, defaults["lib-dirs"]))
+    config_dir = absolute("config-dir", server.get("config-dir", str, install_dir), None)
+    spd = server.get("security-pack-dir", str)
+    security_pack_dir = absolute("security-pack-dir", spd, None) if spd is not None else None
+    options = tuple(server.get("fipsinstall-options", list, []))
+    for opt in options:
+        if opt in ("-module", "-out", "-in", "-verify", "-config"):
+            server.fail("fipsinstall-options", f"{opt} is set by fipsboot itself")
+    launcher = tuple(server.get("launcher", list, []))
+    fips_key = server.get("fips-key", str, DEFAULT_FIPS_KEY).lower()
+    try:
+        if len(bytes.fromhex(fips_key)) < 16:
+            raise ValueError
+    except ValueError:
+        server.fail("fips-key", "must be the FIPS HMAC key in hex (at least 32 digits)")
+    switch = server.get("fips-switch", dict)
+    fips_switch = None
+    if switch is not None:
+        sw = _Reader(source, switch, "server.fips-switch", {"file", "section", "key"})
+        missing = [k for k in ("file", "section", "key") if not isinstance(switch.get(k), str)]
+        if missing:
+            sw.fail(missing[0], "is required and must be a string")
+        fips_switch = FipsSwitch(absolute("fips-switch.file", switch["file"], None),
+                                 switch["section"], switch["key"])
+
+    targets = []
+    for spec in account.get("targets", list, []):
+        kind, _, arg = spec.partition(":")
+        if kind not in TARGET_KINDS[platform]:
+            account.fail("targets", f"{spec!r}: unknown target kind {kind!r} on {platform} "
+                                    f"(known: {', '.join(TARGET_KINDS[platform])})")
+        if kind in ("envfile", "profile-file") and not _is_absolute(platform, arg):
+            account.fail("targets", f"{spec!r}: needs an absolute path after '{kind}:'")
+        if kind == "machine" and arg:
+            account.fail("targets", f"{spec!r}: 'machine' takes no argument")
+        if kind not in ("machine",) and not arg:
+            account.fail("targets", f"{spec!r}: needs a name after '{kind}:'")
+        targets.append(Target(kind, arg))
+    systemd_dir = account.get("systemd-dir", str, "/etc/systemd/system")
+    if not PurePosixPath(systemd_dir).is_absolute():
+        account.fail("systemd-dir", f"must be an absolute path, got {systemd_dir!r}")
+
+    return Profile(source=source, platform=platform, install_dir=install_dir,
+                   fips_module=fips_module, openssl=openssl, lib_dirs=lib_dirs,
+                   config_dir=config_dir, security_pack_dir=security_pack_dir,
+                   fipsinstall_options=options, launcher=launcher, fips_key=fips_key,
+                   fips_switch=fips_switch, targets=tuple(targets), systemd_dir=systemd_dir,
+                   raw=raw)

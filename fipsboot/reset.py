@@ -1,0 +1,85 @@
+"""`fipsboot reset` (non-FIPS mode) and `fipsboot rollback` (back to before a checkpoint)."""
+from __future__ import annotations
+
+from typing import Optional
+
+from . import environ, plan, verify
+from .errors import FipsbootError
+from .journal import Journal
+from .layout import resolve
+from .openssl import OpenSSL
+from .platforms import backend_for
+
+
+def open_journal(profile) -> Journal:
+    return Journal.for_installation(profile.install_dir, backend_for(profile).stores())
+
+
+def reset(profile, dry_run: bool = False, force: bool = False, purge: bool = False) -> dict:
+    layout = resolve(profile)
+    backend = backend_for(profile)
+    journal = Journal.for_installation(profile.install_dir, backend.stores())
+    result: dict = {"command": "reset", "dry_run": dry_run, "notes": []}
+    with journal.lock():
+        if not dry_run:
+            recovered = journal.recover()
+            if recovered:
+                result["notes"].append(f"finished an interrupted {recovered['command']}")
+        changes = plan.target_changes(layout, backend, environ.NONFIPS, journal)
+        switch = plan.switch_change(layout, False)
+        if switch is not None:
+            changes.append(switch)
+        if purge:
+            changes += [plan.whole_file(layout.host(layout.openssl_cnf), "openssl.cnf", None),
+                        plan.whole_file(layout.host(layout.fipsmodule_cnf), "fipsmodule.cnf", None)]
+        the_plan = plan.Plan(changes)
+        if not layout.windows and not layout.security_pack_dir:
+            result["notes"].append("no [server] security-pack-dir in the profile: "
+                                   "LD_LIBRARY_PATH keeps only the lib-dirs")
+        if dry_run:
+            return {**result, "status": "dry-run", "plan": the_plan}
+        plan.refuse_hand_edits(the_plan.changes, journal, force)
+        if not the_plan.pending and journal.mode == environ.NONFIPS:
+            return {**result, "status": "unchanged", "plan": the_plan}
+
+        def prove_nonfips() -> None:
+            env = verify.launch_environment(layout, environ.NONFIPS)
+            check = verify.check_nonfips_providers(OpenSSL(layout, env), env)
+            if not check.ok:
+                raise FipsbootError(f"non-FIPS mode does not work: {check.reason}. "
+                                    "Nothing was changed.")
+
+        checkpoint = plan.apply(journal, "reset", the_plan, environ.NONFIPS, prove=prove_nonfips)
+        result["notes"] += backend.after_apply(the_plan.changes)
+        result["notes"] += [n for c in the_plan.pending for n in c.notes]
+        result["notes"] += plan.switch_reminder(layout, False)
+        return {**result, "status": "reset", "checkpoint": checkpoint, "plan": the_plan}
+
+
+def checkpoints(profile) -> dict:
+    journal = open_journal(profile)
+    return {"command": "rollback", "mode": journal.mode, "checkpoints": [
+        {"id": c["id"], "command": c["command"], "time": c["time"], "status": c["status"],
+         "changes": [e["key"] for e in c["entries"] if e["kind"] != "dir"]}
+        for c in journal.checkpoints]}
+
+
+def rollback(profile, to: Optional[int] = None, dry_run: bool = False,
+             force: bool = False) -> dict:
+    journal = open_journal(profile)
+    with journal.lock():
+        if dry_run:
+            ids = [c["id"] for c in journal.checkpoints]
+            if not ids:
+                raise FipsbootError("nothing to roll back: the journal has no checkpoint")
+            target = ids[-1] if to is None else to
+            doomed = [c for c in journal.checkpoints if c["id"] >= target]
+            return {"command": "rollback", "dry_run": True, "status": "dry-run",
+                    "would_undo": [{"id": c["id"], "command": c["command"],
+                                    "restores": [e["key"] for e in c["entries"]],
+                                    "edited_since": journal.edited_since(c)} for c in doomed]}
+        undone = journal.rollback(to, force=force)
+        return {"command": "rollback", "dry_run": False, "status": "rolled-back",
+                "mode": journal.mode,
+                "undone": [{"id": c["id"], "command": c["command"],
+                            "restored": [e["key"] for e in c["entries"]]} for c in undone]}

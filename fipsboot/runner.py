@@ -1,0 +1,140 @@
+"""`fipsboot run -- SERVER [ARGS...]`: verify, then replace this process with the server.
+
+This module sits in the server's start-up path: it imports little, and a verdict is cached,
+keyed on everything that decides it. A cache hit still recomputes the module MAC in-process
+(a module swapped in place never passes) and re-reads both configs, but starts no openssl.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from typing import Dict, List, Mapping, Optional
+
+from . import environ, fsutil, verify
+from .errors import EXIT_REFUSED, FipsbootError, UsageError
+from .journal import Journal
+from .layout import Layout, resolve
+
+CACHE_NAME = "verdict-cache.json"
+# What in the environment can change which libcrypto, config or providers a process loads.
+ENV_PREFIXES = ("OPENSSL", "LD_", "SSL_", "WINE")
+
+
+def identity(path) -> List[int]:
+    st = os.stat(path)
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def libcrypto_identity(layout: Layout, env: Mapping[str, str]) -> List:
+    names = ("libcrypto-3-x64.dll",) if layout.windows else ("libcrypto.so.3",)
+    found = []
+    dirs = env.get("LD_LIBRARY_PATH", "").split(":") if not layout.windows else [
+        str(layout.host(layout.openssl).parent)]
+    for d in dirs:
+        for name in names:
+            p = os.path.join(d, name) if d else None
+            if p and os.path.exists(p):
+                found.append([p, *identity(p)])
+    return found
+
+
+def cache_key(layout: Layout, env: Mapping[str, str], module_mac: str) -> str:
+    h = hashlib.sha256()
+    parts = {
+        "module_mac": module_mac,
+        "openssl.cnf": fsutil.digest(fsutil.read(layout.host(layout.openssl_cnf))),
+        "fipsmodule.cnf": fsutil.digest(fsutil.read(layout.host(layout.fipsmodule_cnf))),
+        "openssl": identity(layout.host(layout.openssl)),
+        "libcrypto": libcrypto_identity(layout, env),
+        "env": sorted((k, v) for k, v in env.items() if k.startswith(ENV_PREFIXES)),
+        "launcher": list(layout.profile.launcher),
+    }
+    h.update(json.dumps(parts, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verify.Check]:
+    """The checks that bear on this launch: fast ones always, live ones unless cached."""
+    checks = verify.fast_checks(layout)
+    if not all(c.ok for c in checks):
+        return checks
+    mac = next(c for c in checks if c.name == "module-mac").details["mac"]
+    key = cache_key(layout, env, mac)
+    cache = journal.folder / CACHE_NAME
+    cached = fsutil.read(cache)
+    if cached is not None:
+        try:
+            if json.loads(cached).get("key") == key:
+                return checks + [verify.passed("live", "cached verdict: fips active, MD5 refused")]
+        except ValueError:
+            pass  # a damaged cache is a miss
+    from .openssl import OpenSSL
+
+    probe_env = dict(env, LANG="C", LC_ALL="C")
+    openssl = OpenSSL(layout, probe_env)
+    live = [verify.check_providers(openssl, probe_env),
+            verify.check_negative_probe(openssl, probe_env)]
+    if all(c.ok for c in live):
+        journal.folder.mkdir(parents=True, exist_ok=True)
+        fsutil.atomic_write(cache, json.dumps({"key": key}).encode(), 0o600)
+    else:
+        fsutil.remove(cache)
+    return checks + live
+
+
+def log_refusal(message: str) -> None:
+    """To stderr and, where there is one, the system log (so LCA/systemd show the reason)."""
+    print(message, file=sys.stderr)
+    try:
+        import syslog
+
+        syslog.openlog("fipsboot", 0, syslog.LOG_DAEMON)
+        syslog.syslog(syslog.LOG_ERR, message.replace("\n", " "))
+    except ImportError:  # pragma: no cover - Windows: stderr is what the service manager keeps
+        pass
+
+
+def prepare(profile, argv: List[str], base: Optional[Mapping[str, str]] = None) -> dict:
+    if not argv:
+        raise UsageError("no server command given: fipsboot run --profile P -- SERVER [ARGS...]")
+    layout = resolve(profile)
+    journal = Journal(Journal.for_installation(profile.install_dir).folder)
+    if not journal.exists or journal.mode is None:
+        raise UsageError(f"no fipsboot journal for {profile.install_dir}: run `fipsboot install "
+                         f"--profile {profile.source}` (or `reset`) first")
+    env = environ.launch_env(os.environ if base is None else base, layout, journal.mode,
+                             journal.extra.get("ld_dirs", []))
+    return {"layout": layout, "journal": journal, "mode": journal.mode, "env": env, "argv": argv}
+
+
+def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) -> int:
+    job = prepare(profile, argv)
+    layout, env, mode = job["layout"], job["env"], job["mode"]
+    if dry_run:
+        changed = {k: env.get(k) for k in environ.VARIABLES}
+        if as_json:
+            print(json.dumps({"mode": mode, "argv": argv, "environment": changed, "env": env},
+                             indent=1))
+        else:
+            print(f"mode: {mode}")
+            for k, v in changed.items():
+                print(f"  {k}={v}" if v is not None else f"  {k} (unset)")
+            print("exec: " + " ".join(argv))
+        return 0
+    if mode == environ.FIPS:
+        checks = verdict(layout, env, job["journal"])
+        bad = [c for c in checks if not c.ok]
+        if bad:
+            first = bad[0]
+            log_refusal(f"fipsboot: not starting {argv[0]}: FIPS check '{first.name}' failed: "
+                        f"{first.reason}" + (f"\nfix: {first.fix}" if first.fix else ""))
+            return EXIT_REFUSED
+    from .platforms import backend_for
+
+    try:
+        return backend_for(profile).launch(argv, env)
+    except FipsbootError as e:
+        log_refusal(f"fipsboot: {e}")
+        return 127

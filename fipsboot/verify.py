@@ -1,0 +1,319 @@
+"""The verdict: every check with a name, a result and a reason a person can act on.
+
+Fast checks read files and recompute the module MAC in-process; live checks start the
+installation's openssl with the launch environment and judge by what it prints, never by its
+exit code alone (`openssl list -providers` exits 0 when the FIPS provider failed to load).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Dict, Iterable, List, Mapping, Optional
+
+from . import environ, fipsmodule, fsutil, opensslcnf
+from .errors import FipsbootError
+from .layout import Layout, config_path
+from .openssl import OpenSSL
+
+REINSTALL = "run `fipsboot install --profile PROFILE` again"
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    reason: str
+    fix: Optional[str] = None
+    details: Dict[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def passed(name: str, reason: str, **details) -> Check:
+    return Check(name, True, reason, None, details)
+
+
+def failed(name: str, reason: str, fix: Optional[str], **details) -> Check:
+    return Check(name, False, reason, fix, details)
+
+
+# --- fast checks: no process ------------------------------------------------------------
+
+def check_files(layout: Layout) -> Check:
+    missing = [p for p in (layout.module, layout.openssl, layout.openssl_cnf, layout.fipsmodule_cnf)
+               if not layout.host(p).is_file()]
+    if missing:
+        return failed("files", "missing: " + ", ".join(missing), REINSTALL)
+    return passed("files", "module, openssl, openssl.cnf and fipsmodule.cnf exist")
+
+
+def permission_problems(layout: Layout) -> List[str]:
+    paths = []
+    for native in (layout.module, layout.openssl, layout.openssl_cnf, layout.fipsmodule_cnf):
+        host = layout.host(native)
+        paths += [host, host.parent]
+    problems = []
+    for p in dict.fromkeys(paths):
+        if p.exists():
+            why = fsutil.loose_permissions(p)
+            if why:
+                problems.append(why)
+    return problems
+
+
+def check_permissions(layout: Layout) -> Check:
+    problems = permission_problems(layout)
+    if problems:
+        return failed("permissions", "; ".join(problems) + ": whoever can write there chooses "
+                      "the code and configuration loaded into the server",
+                      "chmod go-w on each path named")
+    return passed("permissions", "no file or folder is writable by group or others")
+
+
+def read_fipsmodule(layout: Layout) -> fipsmodule.FipsModuleCnf:
+    return fipsmodule.parse(layout.host(layout.fipsmodule_cnf).read_text(encoding="utf-8"))
+
+
+def check_fipsmodule_cnf(layout: Layout) -> Check:
+    try:
+        cnf = read_fipsmodule(layout)
+    except (OSError, ValueError) as e:
+        return failed("fipsmodule.cnf", f"{layout.fipsmodule_cnf}: {e}", REINSTALL)
+    problems = fipsmodule.key_problems(cnf)
+    if problems:
+        return failed("fipsmodule.cnf", "; ".join(problems), REINSTALL)
+    return passed("fipsmodule.cnf", f"[{cnf.section}] has module-mac and valid values",
+                  keys=sorted(cnf.values))
+
+
+def check_module_mac(layout: Layout) -> Check:
+    try:
+        recorded = read_fipsmodule(layout).module_mac
+        actual = fipsmodule.module_mac(layout.host(layout.module), layout.profile.fips_key)
+    except (OSError, ValueError) as e:
+        return failed("module-mac", str(e), REINSTALL)
+    if not recorded or fipsmodule.normalise_mac(recorded) != fipsmodule.normalise_mac(actual):
+        return failed("module-mac",
+                      f"the module {layout.module} no longer matches the module-mac in "
+                      f"{layout.fipsmodule_cnf}: it changed since fipsinstall ran (an upgrade, a "
+                      "copy from another host, or corruption), so the provider will refuse to load",
+                      REINSTALL, recorded=recorded, actual=actual)
+    return passed("module-mac", "the module's HMAC matches fipsmodule.cnf", mac=actual)
+
+
+INCLUDE_RE = re.compile(r"^\s*\.include\s*=?\s*(.*?)\s*$", re.M)
+
+
+def check_openssl_cnf(layout: Layout) -> Check:
+    try:
+        text = layout.host(layout.openssl_cnf).read_text(encoding="utf-8")
+    except OSError as e:
+        return failed("openssl.cnf", str(e), REINSTALL)
+    problems = []
+    if not re.search(r"^\s*config_diagnostics\s*=\s*1\s*$", text, re.M):
+        problems.append("config_diagnostics = 1 is missing: a broken config would silently fall "
+                        "back to the non-FIPS default provider")
+    raw_includes = INCLUDE_RE.findall(text)
+    includes = [opensslcnf.unescape(m) for m in raw_includes]
+    want = config_path(layout.fipsmodule_cnf)
+    # A backslash that escapes nothing fipsboot escapes is a Windows separator OpenSSL eats.
+    if any(re.search(r"\\[^\\$#\"']", m) for m in raw_includes):
+        problems.append("the .include uses backslashes, which OpenSSL reads as escapes: "
+                        "write the path with forward slashes")
+    elif want not in includes:
+        problems.append(f".include of {want} not found (found: {includes or 'none'})")
+    sections = _sections(text)
+    providers = sections.get(sections.get("openssl_init", {}).get("providers", ""), {})
+    for name in ("fips", "base"):
+        if name not in providers:
+            problems.append(f"the {name} provider is not listed in [provider_sect]")
+    base = sections.get(providers.get("base", ""), {})
+    if "base" in providers and base.get("activate") != "1":
+        problems.append("the base provider is not activated (activate = 1): without it PEM "
+                        "keys and certificates can't be decoded")
+    algs = sections.get(sections.get("openssl_init", {}).get("alg_section", ""), {})
+    if algs.get("default_properties", "").replace(" ", "") != "fips=yes":
+        problems.append("default_properties = fips=yes is missing")
+    if problems:
+        return failed("openssl.cnf", "; ".join(problems), REINSTALL)
+    return passed("openssl.cnf", "diagnostics on, absolute forward-slash include, fips and base "
+                  "activated, fips=yes by default")
+
+
+def _sections(text: str) -> Dict[str, Dict[str, str]]:
+    out: Dict[str, Dict[str, str]] = {"": {}}
+    current = out[""]
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        m = re.match(r"\[\s*(\S+?)\s*\]$", line)
+        if m:
+            current = out.setdefault(m.group(1), {})
+            continue
+        m = re.match(r"([\w.\-]+)\s*=\s*(.*)$", line)
+        if m:
+            current[m.group(1)] = m.group(2).strip()
+    out.setdefault("openssl_init", out.get(out[""].get("openssl_conf", "openssl_init"), {}))
+    return out
+
+
+def check_targets(layout: Layout, targets: Iterable, mode: str, managed: Mapping[str, str],
+                  previously_written: Iterable[str] = ()) -> Check:
+    drift: List[str] = []
+    for target in targets:
+        current = target.read()
+        want = environ.values(layout, mode, current, previously_written)
+        for key, value in want.items():
+            if current.get(key) != value:
+                drift.append(f"{target.spec}: {key} is {current.get(key)!r}, expected {value!r}")
+        recorded = managed.get(target.change(want).key)
+        now = target.change(want).managed_now
+        if recorded is not None and now != recorded and not drift:
+            drift.append(f"{target.spec}: fipsboot's part was edited by hand since it was written")
+    if drift:
+        return failed("targets", "; ".join(drift), REINSTALL.replace("install", "install --force")
+                      + " to rewrite the targets (the edited copies are kept in the journal)")
+    return passed("targets", "every target holds the values fipsboot wrote")
+
+
+# --- live checks: start the installation's openssl --------------------------------------
+
+def check_providers(openssl: OpenSSL, env: Mapping[str, str], label: str = "") -> Check:
+    where = f" (environment of {label})" if label else ""
+    try:
+        found = openssl.list_providers(env)
+    except FipsbootError as e:
+        return failed("providers", f"{e}{where}", REINSTALL)
+    details = {name: p.fields for name, p in found.items()}
+    fips, base = found.get("fips"), found.get("base")
+    version = base.version if base else None
+    if "default" in found:
+        return failed("providers", f"the non-FIPS default provider is loaded{where}: the FIPS "
+                      "configuration was not applied (a missing include with config_diagnostics "
+                      "= 0 falls back silently)", REINSTALL, providers=details)
+    if fips is None:
+        return failed("providers", f"the fips provider is not loaded{where} (it failed its "
+                      "integrity check, its module-mac is stale, or OPENSSL_MODULES does not "
+                      "name its folder); `openssl list -provider fips -providers` shows the "
+                      "reason", REINSTALL, providers=details)
+    if not fips.active:
+        return failed("providers", f"the fips provider is {fips.fields.get('status')}{where}",
+                      REINSTALL, providers=details)
+    if base is None or not base.active:
+        return failed("providers", f"the base provider is not active{where}: PEM keys "
+                      "can't be decoded", REINSTALL, providers=details)
+    return passed("providers", f"fips {fips.version} active, base active (libcrypto {version})"
+                  + where, fips_version=fips.version, libcrypto_version=version,
+                  providers=details)
+
+
+def check_negative_probe(openssl: OpenSSL, env: Mapping[str, str]) -> Check:
+    try:
+        md5 = openssl.digest("md5", env)
+        sha = openssl.digest("sha256", env)
+    except FipsbootError as e:
+        return failed("negative-probe", str(e), REINSTALL)
+    if md5.returncode == 0:
+        return failed("negative-probe", "MD5 was allowed: the process is not restricted to "
+                      "FIPS-approved algorithms", REINSTALL, md5=md5.output)
+    if sha.returncode != 0:
+        return failed("negative-probe", "SHA-256 failed: " + sha.output, REINSTALL)
+    return passed("negative-probe", "MD5 refused, SHA-256 works")
+
+
+def check_nonfips_providers(openssl: OpenSSL, env: Mapping[str, str]) -> Check:
+    try:
+        found = openssl.list_providers(env)
+    except FipsbootError as e:
+        return failed("providers", str(e), "fipsboot reset --profile PROFILE")
+    if "fips" in found:
+        return failed("providers", "the fips provider is loaded in non-FIPS mode",
+                      "fipsboot reset --profile PROFILE")
+    if "default" not in found:
+        return failed("providers", "the default provider is not loaded in non-FIPS mode "
+                      f"(found: {', '.join(found) or 'none'})", "fipsboot reset --profile PROFILE")
+    return passed("providers", "non-FIPS: default provider active, fips not loaded")
+
+
+def check_nonfips_environment(layout: Layout, targets: Iterable, env: Mapping[str, str]) -> Check:
+    problems = []
+    ld = (env.get("LD_LIBRARY_PATH") or "").split(":")
+    if not layout.windows:
+        if layout.security_pack_dir and layout.security_pack_dir not in ld:
+            problems.append(f"LD_LIBRARY_PATH lacks the Security Pack folder {layout.security_pack_dir}")
+        if layout.module_dir in ld:
+            problems.append(f"LD_LIBRARY_PATH still names the fips folder {layout.module_dir}")
+    for target in targets:
+        current = target.read()
+        for key in ("OPENSSL_CONF", "OPENSSL_MODULES"):
+            if current.get(key) is not None:
+                problems.append(f"{target.spec} defines {key}")
+        tld = (current.get("LD_LIBRARY_PATH") or "").split(":")
+        if not layout.windows and layout.module_dir in tld:
+            problems.append(f"{target.spec}: LD_LIBRARY_PATH names the fips folder")
+    if problems:
+        return failed("environment", "; ".join(problems), "fipsboot reset --profile PROFILE")
+    return passed("environment", "no OPENSSL_CONF/OPENSSL_MODULES; Security Pack on the library path")
+
+
+# --- the verdict ------------------------------------------------------------------------
+
+def fast_checks(layout: Layout) -> List[Check]:
+    checks = [check_files(layout)]
+    if checks[0].ok:
+        checks += [check_permissions(layout), check_fipsmodule_cnf(layout),
+                   check_module_mac(layout), check_openssl_cnf(layout)]
+    return checks
+
+
+def launch_environment(layout: Layout, mode: str, base: Optional[Mapping[str, str]] = None,
+                       previously_written: Iterable[str] = ()) -> Dict[str, str]:
+    env = environ.launch_env(os.environ if base is None else base, layout, mode,
+                             previously_written)
+    env.update(LANG="C", LC_ALL="C")
+    return env
+
+
+def verify(layout: Layout, targets: List, mode: str, managed: Mapping[str, str],
+           previously_written: Iterable[str] = (), live: bool = True) -> List[Check]:
+    env = launch_environment(layout, mode, None, previously_written)
+    openssl = OpenSSL(layout, env)
+    if mode == environ.NONFIPS:
+        checks = [check_nonfips_environment(layout, targets, env)]
+        if live:
+            checks.append(check_nonfips_providers(openssl, env))
+        return checks
+    checks = fast_checks(layout)
+    checks.append(check_targets(layout, targets, mode, managed, previously_written))
+    if not live:
+        return checks
+    checks += [check_providers(openssl, env), check_negative_probe(openssl, env)]
+    # A target that drifted hands the server another environment: prove what it gives.
+    for target in targets:
+        current = target.read()
+        want = environ.values(layout, mode, current, previously_written)
+        if any(current.get(k) != v for k, v in want.items()):
+            target_env = dict(env)
+            for key in want:
+                if current.get(key) is None:
+                    target_env.pop(key, None)
+                else:
+                    target_env[key] = current[key]
+            checks.append(check_providers(openssl, target_env, target.spec))
+    return checks
+
+
+def verify_profile(profile, live: bool = True):
+    """Verify an installation in the mode its journal records (FIPS when there is none)."""
+    from .journal import Journal
+    from .layout import resolve
+    from .platforms import backend_for
+
+    layout = resolve(profile)
+    backend = backend_for(profile)
+    journal = Journal.for_installation(profile.install_dir, backend.stores())
+    mode = journal.mode or environ.FIPS
+    checks = verify(layout, backend.targets(profile), mode, journal.managed,
+                    journal.extra.get("ld_dirs", []), live=live)
+    return mode, checks

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up everything on a fresh Debian machine: a virtualenv in .venv with fipsboot and its
+# test tools, and the OpenSSL test bed (built once, then reused from the cache).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+if ! .venv/bin/python -c 'import fipsboot, pytest, ruff' 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.fipsboot-installed ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[test]'
+  touch .venv/.fipsboot-installed
+fi
+# CI points this at ../shared/openssl-src; elsewhere the test bed finds its sources itself.
+if [ -z "${OPENSSL_TARBALL_DIR:-}" ] && [ -d ../shared/openssl-src ]; then
+  export OPENSSL_TARBALL_DIR="$(cd ../shared/openssl-src && pwd)"
+fi
+.venv/bin/python scripts/testbed.py "$@"
