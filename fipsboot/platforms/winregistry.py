@@ -44,7 +44,8 @@ def check_value(data: Data, kind: str) -> None:
         raise ValueError(f"unsupported registry value type {kind!r}")
     strings = data if kind == REG_MULTI_SZ else [data]
     if not isinstance(strings, list) or not all(isinstance(s, str) for s in strings):
-        raise TypeError(f"{kind} data must be {'a list of str' if kind == REG_MULTI_SZ else 'a str'}")
+        shape = "a list of str" if kind == REG_MULTI_SZ else "a str"
+        raise TypeError(f"{kind} data must be {shape}")
     if any("\0" in s for s in strings):
         raise FipsbootError(f"{data!r} holds a NUL character: it can't go in the registry")
     if kind == REG_MULTI_SZ and "" in strings:  # an empty string ends a REG_MULTI_SZ
