@@ -182,12 +182,15 @@ def rollback(profile_path: str, to: Optional[int], list_only: bool, dry_run: boo
             if r["dry_run"]:
                 for c in r["would_undo"]:
                     click.echo(f"would undo {c['id']} ({c['command']}): {', '.join(c['restores'])}")
-                    if c["edited_since"]:
-                        click.echo(f"  edited since: {', '.join(c['edited_since'])}")
+                if r["edited_since"]:
+                    click.echo(f"edited since fipsboot wrote them (needs --force): "
+                               f"{', '.join(r['edited_since'])}")
                 return
             for c in r["undone"]:
                 click.echo(f"undid {c['id']} ({c['command']}): {', '.join(c['restored']) or '-'}")
             click.echo(f"mode now: {r['mode'] or 'as before fipsboot'}")
+            for note in r.get("notes", []):
+                click.echo(f"note: {note}")
         emit(result, as_json, text)
         return EXIT_OK
     guarded(as_json, go)

@@ -126,8 +126,8 @@ class Journal:
             return None
         return self._undo(self.checkpoints[-1])
 
-    def edited_since(self, cp: dict) -> List[str]:
-        """What changed after checkpoint `cp` wrote it: restoring would lose that edit."""
+    def edited_since(self, cp: dict) -> List[dict]:
+        """Entries changed after checkpoint `cp` wrote them: restoring would lose that edit."""
         edited = []
         for entry in cp["entries"]:
             if "after" not in entry:
@@ -139,7 +139,19 @@ class Journal:
             else:
                 now = self.stores[entry["kind"]].get(entry["key"])
             if now != entry["after"]:
-                edited.append(entry["key"])
+                edited.append(entry)
+        return edited
+
+    def edits_lost_by(self, target: int) -> List[dict]:
+        """Entries a rollback down to checkpoint `target` would overwrite although they were
+        changed after fipsboot wrote them. Only the newest write of each key counts: older
+        ones are restored over by the newer checkpoint's undo."""
+        edited, seen = [], set()
+        for cp in reversed(self.checkpoints):
+            if cp["id"] < target:
+                break
+            edited += [e for e in self.edited_since(cp) if e["key"] not in seen]
+            seen.update(e["key"] for e in cp["entries"])
         return edited
 
     def rollback(self, to: Optional[int] = None, force: bool = False) -> List[dict]:
@@ -156,16 +168,16 @@ class Journal:
         target = ids[-1] if to is None else to
         if target not in ids:
             raise FipsbootError(f"no checkpoint {target} (have: {', '.join(map(str, ids))})")
-        doomed = [c for c in self.checkpoints if c["id"] >= target]
-        edited = [k for c in doomed for k in self.edited_since(c)]
+        edited = self.edits_lost_by(target)
         if edited and not force:
             raise HandEditError(
-                "changed since fipsboot wrote it: " + ", ".join(dict.fromkeys(edited))
+                "changed since fipsboot wrote it: "
+                + ", ".join(dict.fromkeys(e["key"] for e in edited))
                 + ". Nothing was changed.",
                 "rerun with --force to roll back anyway; the edited copies are kept in "
                 f"{self.folder / 'kept'}")
-        for key in dict.fromkeys(edited):
-            self._keep_copy(key)
+        for key in dict.fromkeys(e["key"] for e in edited if e["kind"] == "file"):
+            self._keep_copy(key)  # a registry value's edited state stays in the entry
         undone = [recovered] if recovered is not None else []
         while self.checkpoints and self.checkpoints[-1]["id"] >= target:
             cp = self.checkpoints[-1]

@@ -9,6 +9,7 @@ from .journal import Journal
 from .layout import resolve
 from .openssl import OpenSSL
 from .platforms import backend_for
+from .platforms.base import Change
 
 
 def open_journal(profile) -> Journal:
@@ -73,13 +74,15 @@ def rollback(profile, to: Optional[int] = None, dry_run: bool = False,
             if not ids:
                 raise FipsbootError("nothing to roll back: the journal has no checkpoint")
             target = ids[-1] if to is None else to
-            doomed = [c for c in journal.checkpoints if c["id"] >= target]
+            doomed = [c for c in reversed(journal.checkpoints) if c["id"] >= target]
             return {"command": "rollback", "dry_run": True, "status": "dry-run",
                     "would_undo": [{"id": c["id"], "command": c["command"],
-                                    "restores": [e["key"] for e in c["entries"]],
-                                    "edited_since": journal.edited_since(c)} for c in doomed]}
+                                    "restores": [e["key"] for e in c["entries"]]} for c in doomed],
+                    "edited_since": [e["key"] for e in journal.edits_lost_by(target)]}
         undone = journal.rollback(to, force=force)
+        restored = [Change(e["kind"], e["key"], e["key"], None, True, None, "")
+                    for c in undone for e in c["entries"] if e["kind"] != "dir"]
         return {"command": "rollback", "dry_run": False, "status": "rolled-back",
-                "mode": journal.mode,
+                "mode": journal.mode, "notes": backend_for(profile).after_apply(restored),
                 "undone": [{"id": c["id"], "command": c["command"],
                             "restored": [e["key"] for e in c["entries"]]} for c in undone]}

@@ -269,7 +269,8 @@ class LinuxBackend(Backend):
 
     def after_apply(self, changes: List[Change]) -> List[str]:
         """systemd re-reads unit files only when asked, and only a running systemd can be."""
-        if not any(c.changed and c.label.startswith("systemd:") for c in changes):
+        if not any(c.changed and c.kind == "file" and Path(c.key).name == DROPIN_NAME
+                   for c in changes):
             return []
         if not Path("/run/systemd/system").is_dir() or not shutil.which("systemctl"):
             return ["systemd is not the running init here: `systemctl daemon-reload` skipped"]
