@@ -15,7 +15,7 @@ KEY_RE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*=\s*(.*?)\s*$")
 # Indicator keys (3.4+) the provider reads as a strict 0/1 flag: any other value makes it
 # fail to load, silently.
 FLAG_SUFFIXES = ("-check", "-disabled")
-FLAG_KEYS = {"no-short-mac", "drbg-no-trunc-md"}
+FLAG_KEYS = {"no-short-mac", "drbg-no-trunc-md", "security-checks", "conditional-errors"}
 
 
 @dataclass
@@ -80,6 +80,7 @@ def key_problems(cnf: FipsModuleCnf) -> List[str]:
         if (key.endswith(FLAG_SUFFIXES) or key in FLAG_KEYS) and value not in ("0", "1"):
             problems.append(f"{key} = {value!r}: the provider accepts only 0 or 1 and "
                             "fails to load otherwise")
-    if "activate" not in cnf.values:
-        problems.append("activate is missing: the provider would not be activated")
+    if cnf.values.get("activate") != "1":
+        problems.append(f"activate = {cnf.values.get('activate')!r}: fipsinstall writes 1, and "
+                        "from 3.3 on any other value leaves the provider unloaded")
     return problems

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -67,14 +68,25 @@ class OpenSSL:
 
     def run(self, args: Sequence[str], env: Mapping[str, str], stdin: bytes = b"") -> Result:
         argv = [*self.layout.profile.launcher, str(self.layout.host(self.layout.openssl)), *args]
-        try:
-            p = subprocess.run(argv, env=dict(env), capture_output=True, timeout=TIMEOUT,
-                               input=stdin)
-        except OSError as e:
-            raise OpenSSLError(f"cannot run {argv[0]}: {e.strerror}") from None
-        except subprocess.TimeoutExpired:
-            raise OpenSSLError(f"{' '.join(argv)} did not finish in {TIMEOUT} s") from None
-        return Result(argv, p.returncode, _text(p.stdout), _text(p.stderr))
+        # Output goes to files, not pipes: under Wine, helper processes (wineserver, services)
+        # inherit the handles and outlive openssl.exe, so a pipe would never see its end.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+                tempfile.TemporaryFile() as inp:
+            inp.write(stdin)
+            inp.seek(0)
+            try:
+                p = subprocess.Popen(argv, env=dict(env), stdin=inp, stdout=out, stderr=err)
+            except OSError as e:
+                raise OpenSSLError(f"cannot run {argv[0]}: {e.strerror}") from None
+            try:
+                returncode = p.wait(TIMEOUT)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                raise OpenSSLError(f"{' '.join(argv)} did not finish in {TIMEOUT} s") from None
+            out.seek(0)
+            err.seek(0)
+            return Result(argv, returncode, _text(out.read()), _text(err.read()))
 
     # --- the questions fipsboot asks openssl ---------------------------------------------
 

@@ -6,7 +6,6 @@ written. Control characters can't be expressed at all and are refused.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from .errors import FipsbootError
@@ -35,8 +34,28 @@ def escape(value: str) -> str:
 
 
 def unescape(value: str) -> str:
-    """The inverse of `escape` for the values fipsboot writes (used by verify)."""
-    return re.sub(r"\\(.)", r"\1", value)
+    """A value as OpenSSL's parser reads it: escapes resolved, quotes removed, a trailing
+    comment dropped (used by verify on hand-written files too)."""
+    out, quote, i = [], None, 0
+    while i < len(value):
+        c = value[i]
+        if c == "\\" and i + 1 < len(value):
+            out.append(value[i + 1])
+            i += 2
+            continue
+        if quote:
+            if c == quote:
+                quote = None
+            else:
+                out.append(c)
+        elif c in "\"'":
+            quote = c
+        elif c == "#":
+            break
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out).strip()
 
 
 def render(fipsmodule_cnf: str) -> str:

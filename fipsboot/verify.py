@@ -54,6 +54,9 @@ def permission_problems(layout: Layout) -> List[str]:
     for native in (layout.module, layout.openssl, layout.openssl_cnf, layout.fipsmodule_cnf):
         host = layout.host(native)
         paths += [host, host.parent]
+    for lib_dir in layout.lib_dirs:  # its libcrypto is the code the server loads
+        host = layout.host(lib_dir)
+        paths += [host, *sorted(host.glob("lib*.so*"))]
     problems = []
     for p in dict.fromkeys(paths):
         if p.exists():

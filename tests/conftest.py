@@ -128,6 +128,49 @@ def lay_out(build_dir: Path, root: Path, version: str) -> Installation:
     return Installation(version, root, install, config, security_pack, build_dir)
 
 
+@pytest.fixture(scope="session")
+def wineserver(testbed):
+    """One persistent wineserver for the session: each wine start then takes well under a
+    second instead of several."""
+    if "wine" not in testbed:
+        _missing("the Wine prefix")
+    env = {**os.environ, "WINEPREFIX": testbed["wine"]["prefix"], "WINEDEBUG": "-all"}
+    server = shutil.which("wineserver") or "/usr/lib/wine/wineserver64"
+    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
+             "stderr": subprocess.DEVNULL}
+    subprocess.run([server, "-p"], env=env, check=False, **quiet)
+    # Start Wine's own services now, detached from any pipe a test will read.
+    subprocess.run([testbed["wine"]["wine"], "cmd", "/c", "exit"], env=env, check=False,
+                   timeout=300, **quiet)
+    yield
+    subprocess.run([server, "-k"], env=env, check=False)
+
+
+@pytest.fixture
+def wine_install(testbed, wineserver, monkeypatch):
+    """C:\\GCTI\\ORS 8.1.401.11 with openssl.exe and fips.dll, inside the test bed's prefix."""
+    if "wine" not in testbed:
+        build(testbed, "wine")
+    win = build(testbed, "windows-3.0")
+    prefix = testbed["wine"]["prefix"]
+    monkeypatch.setenv("WINEPREFIX", prefix)
+    monkeypatch.setenv("WINEDEBUG", "-all")
+    drive_c = os.path.join(prefix, "drive_c")
+    gcti = os.path.join(drive_c, "GCTI")
+    shutil.rmtree(gcti, ignore_errors=True)
+    install = os.path.join(gcti, "ORS 8.1.401.11")
+    os.makedirs(os.path.join(install, "fips"))
+    os.makedirs(os.path.join(install, "tools"))
+    os.makedirs(os.path.join(gcti, "ORS_FIPS_CFG"))
+    shutil.copy2(win / "fips" / "fips.dll", os.path.join(install, "fips"))
+    for f in (win / "bin").iterdir():
+        shutil.copy2(f, os.path.join(install, "tools"))
+    yield {"wine": testbed["wine"]["wine"], "gcti": gcti,
+           "openssl": os.path.join(install, "tools", "openssl.exe")}
+    shutil.rmtree(gcti, ignore_errors=True)
+
+
+
 @pytest.fixture
 def state_dir(tmp_path, monkeypatch) -> Path:
     state = tmp_path / "state"

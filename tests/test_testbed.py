@@ -3,11 +3,10 @@ reproduce the OpenSSL behaviours fipsboot is built around."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pytest
-from conftest import build, providers_with_env
+from conftest import providers_with_env
 
 FIPS_CNF = """config_diagnostics = 1
 openssl_conf = openssl_init
@@ -64,30 +63,6 @@ def test_injected_self_test_failure_fails_install(installation, tmp_path):
 
 
 # --- Windows build under Wine ----------------------------------------------------------
-
-@pytest.fixture
-def wine_install(testbed, monkeypatch):
-    """C:\\GCTI\\ORS 8.1.401.11 with openssl.exe and fips.dll, inside the test bed's prefix."""
-    if "wine" not in testbed:
-        build(testbed, "wine")
-    win = build(testbed, "windows-3.0")
-    prefix = testbed["wine"]["prefix"]
-    monkeypatch.setenv("WINEPREFIX", prefix)
-    monkeypatch.setenv("WINEDEBUG", "-all")
-    drive_c = os.path.join(prefix, "drive_c")
-    gcti = os.path.join(drive_c, "GCTI")
-    shutil.rmtree(gcti, ignore_errors=True)
-    install = os.path.join(gcti, "ORS 8.1.401.11")
-    os.makedirs(os.path.join(install, "fips"))
-    os.makedirs(os.path.join(install, "tools"))
-    os.makedirs(os.path.join(gcti, "ORS_FIPS_CFG"))
-    shutil.copy2(win / "fips" / "fips.dll", os.path.join(install, "fips"))
-    for f in (win / "bin").iterdir():
-        shutil.copy2(f, os.path.join(install, "tools"))
-    yield {"wine": testbed["wine"]["wine"], "gcti": gcti,
-           "openssl": os.path.join(install, "tools", "openssl.exe")}
-    shutil.rmtree(gcti, ignore_errors=True)
-
 
 def wine_run(w, args, env, stdin=b""):
     return subprocess.run([w["wine"], w["openssl"], *args], capture_output=True, input=stdin,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -295,14 +296,18 @@ def test_base_not_activated(installation):
     assert prov["ok"] is False and "base provider is not active" in prov["reason"]
 
 
-@pytest.mark.parametrize("key", ["hmac-key-check", "tls1-prf-ems-check", "tdes-encrypt-disabled"])
+@pytest.mark.parametrize("key", ["hmac-key-check", "tls1-prf-ems-check", "tdes-encrypt-disabled",
+                                 "no-short-mac", "security-checks"])
 def test_35_check_key_set_to_yes_fails_fipsmodule_cnf_and_providers(installation35, key):
+    """3.5 reads each of these keys as a strict 0/1 flag (`security-checks` too: seen here,
+    `security-checks = yes` makes the 3.5 provider fail to load, silently)."""
     inst = installation35
     profile = install(inst)
     cnf = inst.config_dir / "fipsmodule.cnf"
     text = cnf.read_text()
-    assert f"\n{key} = 0\n" in text
-    cnf.write_text(text.replace(f"\n{key} = 0\n", f"\n{key} = yes\n"))
+    edited, count = re.subn(rf"^{re.escape(key)} = [01]$", f"{key} = yes", text, flags=re.M)
+    assert count == 1, text
+    cnf.write_text(edited)
     result = failing(profile, "fipsmodule.cnf", "providers")
     reason = failed_reason(result, "fipsmodule.cnf")
     assert key in reason and "'yes'" in reason and "0 or 1" in reason
@@ -311,6 +316,22 @@ def test_35_check_key_set_to_yes_fails_fipsmodule_cnf_and_providers(installation
     # Silent: the plain listing exits 0 without fips.
     bare = bare_providers(inst, sourced(inst.envfile))
     assert bare.returncode == 0 and not fips_listed(bare.stdout)
+
+
+@pytest.mark.parametrize("value", ["0", "2"])
+def test_35_activate_not_1_fails_fipsmodule_cnf(installation35, value):
+    """3.0 to 3.2 only look for the key; 3.5 reads its value: `activate = 0` leaves the provider
+    unloaded (and `2` makes it fail), so the fast check must not accept it."""
+    inst = installation35
+    profile = install(inst)
+    cnf = inst.config_dir / "fipsmodule.cnf"
+    text = cnf.read_text()
+    assert "\nactivate = 1\n" in text
+    cnf.write_text(text.replace("\nactivate = 1\n", f"\nactivate = {value}\n"))
+    result = failing(profile, "fipsmodule.cnf", "providers")
+    assert "activate" in failed_reason(result, "fipsmodule.cnf")
+    # 0: fips silently absent; 2: openssl refuses to start. Either way providers fails.
+    assert failed_reason(result, "providers")
 
 
 def test_group_writable_config_folder_fails_permissions(installation):
@@ -364,6 +385,26 @@ def test_windows_drive_backslash_include(installation30):
     cnf.write_text(text.replace(line, ".include C:\\GCTI\\ORS_FIPS_CFG\\fipsmodule.cnf"))
     result = failing(profile, "openssl.cnf")
     assert "backslash" in failed_reason(result, "openssl.cnf")
+
+
+@pytest.mark.parametrize("form", ["quoted", "trailing comment", "equals sign"])
+def test_equivalent_hand_written_include_forms_pass(installation, form):
+    """Forms OpenSSL reads as the same include (FIPS-NOTES: spaces in the include path work,
+    quoted or not; comments are stripped before a line is parsed): the provider loads, so the
+    openssl.cnf check must not fail them."""
+    inst = installation
+    profile = install(inst)
+    cnf = inst.config_dir / "openssl.cnf"
+    text = cnf.read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith(".include "))
+    path = inst.config_dir / "fipsmodule.cnf"
+    new = {"quoted": f'.include "{path}"', "trailing comment": f".include {path} # fipsboot",
+           "equals sign": f".include = {path}"}[form]
+    cnf.write_text(text.replace(line, new))
+    result = verify_json(profile)
+    assert only(result, "providers")["ok"] is True  # OpenSSL itself reads the include
+    assert only(result, "openssl.cnf")["ok"] is True, dump(result)
+    assert result["_exit"] == 0 and result["ok"] is True
 
 
 # --- --fast and usage -------------------------------------------------------------------

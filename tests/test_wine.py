@@ -1,0 +1,120 @@
+"""The Windows backend end to end: the test bed's Windows OpenSSL (openssl.exe, fips.dll) under
+Wine, in C:\\GCTI\\ORS 8.1.401.11 with the configs in C:\\GCTI\\ORS_FIPS_CFG."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+from conftest import fipsboot
+
+from fipsboot import providers
+
+pytestmark = pytest.mark.wine
+
+PROFILE = """[server]
+platform = "windows"
+launcher = ["wine"]
+install-dir = 'C:\\GCTI\\ORS 8.1.401.11'
+config-dir = 'C:\\GCTI\\ORS_FIPS_CFG'
+"""
+ENV = {"OPENSSL_CONF": r"C:\GCTI\ORS_FIPS_CFG\openssl.cnf",
+       "OPENSSL_MODULES": r"C:\GCTI\ORS 8.1.401.11\fips"}
+
+
+@pytest.fixture
+def installed(wine_install, tmp_path, state_dir):
+    profile = tmp_path / "windows.toml"
+    profile.write_text(PROFILE)
+    r = fipsboot("install", "--profile", str(profile), "--json", check=0)
+    result = json.loads(r.stdout)
+    assert result["status"] == "installed"
+    assert any(t["name"].startswith("SHA2") for t in result["self_tests"])
+    return {**wine_install, "profile": profile, "cfg": os.path.join(wine_install["gcti"],
+                                                                     "ORS_FIPS_CFG")}
+
+
+def verify(w) -> dict:
+    r = fipsboot("verify", "--profile", str(w["profile"]), "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == (0 if out["ok"] else 1)
+    return {c["name"]: c for c in out["checks"]}
+
+
+def wine_openssl(w, *args, stdin=b""):
+    return subprocess.run([w["wine"], w["openssl"], *args], capture_output=True, input=stdin,
+                          env={**os.environ, **ENV}, timeout=120)
+
+
+def test_install_and_verify_under_wine(installed):
+    w = installed
+    cnf = open(os.path.join(w["cfg"], "openssl.cnf")).read()
+    assert ".include C:/GCTI/ORS_FIPS_CFG/fipsmodule.cnf" in cnf
+    checks = verify(w)
+    assert all(c["ok"] for c in checks.values()), checks
+    assert checks["providers"]["details"]["fips_version"].startswith("3.0.")
+    # openssl.exe started with the vendor guide's variables: fips active, MD5 refused.
+    listing = wine_openssl(w, "list", "-providers").stdout.decode().replace("\r\n", "\n")
+    assert providers.parse(listing)["fips"].active
+    assert wine_openssl(w, "dgst", "-md5", stdin=b"x").returncode != 0
+    assert wine_openssl(w, "dgst", "-sha256", stdin=b"x").returncode == 0
+    # Second run: nothing to do.
+    again = json.loads(fipsboot("install", "--profile", str(w["profile"]), "--json",
+                                check=0).stdout)
+    assert again["status"] == "unchanged"
+
+
+def test_backslash_include_is_caught(installed):
+    w = installed
+    path = os.path.join(w["cfg"], "openssl.cnf")
+    text = open(path).read().replace("C:/GCTI/ORS_FIPS_CFG/fipsmodule.cnf",
+                                     "C:\\GCTI\\ORS_FIPS_CFG\\fipsmodule.cnf")
+    open(path, "w").write(text)
+    checks = verify(installed)
+    assert not checks["openssl.cnf"]["ok"] and "backslash" in checks["openssl.cnf"]["reason"]
+    assert not checks["providers"]["ok"]  # and shown failing under Wine
+
+
+def test_corrupted_dll_fails(installed):
+    w = installed
+    dll = os.path.join(w["gcti"], "ORS 8.1.401.11", "fips", "fips.dll")
+    data = bytearray(open(dll, "rb").read())
+    data[len(data) // 2] ^= 0x01
+    open(dll, "wb").write(data)
+    checks = verify(w)
+    assert not checks["module-mac"]["ok"]
+    assert not checks["providers"]["ok"]
+
+
+def test_stale_module_mac_fails(installed):
+    w = installed
+    path = os.path.join(w["cfg"], "fipsmodule.cnf")
+    text = open(path).read()
+    mac_line = next(line for line in text.splitlines() if line.startswith("module-mac"))
+    flipped = mac_line[:-1] + ("0" if mac_line[-1] != "0" else "1")
+    open(path, "w").write(text.replace(mac_line, flipped))
+    checks = verify(w)
+    assert not checks["module-mac"]["ok"] and "no longer matches" in checks["module-mac"]["reason"]
+    assert not checks["providers"]["ok"]
+
+
+def test_default_provider_fallback_fails(installed):
+    w = installed
+    path = os.path.join(w["cfg"], "openssl.cnf")
+    text = open(path).read().replace("config_diagnostics = 1", "config_diagnostics = 0")
+    text = text.replace("ORS_FIPS_CFG/fipsmodule.cnf", "ORS_FIPS_CFG/missing.cnf")
+    open(path, "w").write(text)
+    checks = verify(w)
+    assert not checks["openssl.cnf"]["ok"]
+    assert not checks["providers"]["ok"] and "default" in checks["providers"]["reason"]
+
+
+def test_reset_and_rollback_under_wine(installed):
+    w = installed
+    fipsboot("reset", "--profile", str(w["profile"]), check=0)
+    checks = verify(w)
+    assert checks["providers"]["ok"] and "non-FIPS" in checks["providers"]["reason"]
+    fipsboot("rollback", "--profile", str(w["profile"]), check=0)
+    fipsboot("rollback", "--profile", str(w["profile"]), check=0)
+    assert not os.path.exists(os.path.join(w["cfg"], "openssl.cnf"))
