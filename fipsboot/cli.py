@@ -55,11 +55,11 @@ def print_plan(result: dict) -> None:
     verb = {"dry-run": "would change", "unchanged": "unchanged"}.get(result["status"], "changed")
     click.echo(f"{result['command']}: {result['status']}")
     for c in plan.changes if plan else []:
-        click.echo(f"  {c.action:9} {c.label}" + (f"  ({c.key})" if c.key != c.label else ""))
+        click.echo(f"  {c.action:9} {c.label}" + (f"  ({c.key})" if c.key not in c.label else ""))
         for name, (old, new) in c.variables.items():
             if old != new:
                 click.echo(f"            {name}: {old!r} -> {new!r}")
-        for note in c.notes:
+        for note in c.notes if c.changed else []:
             click.echo(f"            note: {note}")
     if plan and not plan.pending and verb != "unchanged":
         click.echo("  nothing to change")

@@ -119,7 +119,6 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
                 result["notes"].append(recovered)
         result["versions"] = preflight(layout)
         reuse = reusable_fipsmodule(layout, journal)
-        cnf_path = layout.host(layout.openssl_cnf)
         module_path = layout.host(layout.fipsmodule_cnf)
         final_cnf = opensslcnf.render(layout.fipsmodule_cnf).encode()
 
@@ -156,7 +155,6 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
             "fipsinstall-options": list(profile.fipsinstall_options),
             "ld_dirs": environ.lead_dirs(layout, environ.FIPS)}, prove=prove_final)
         result["notes"] += backend.after_apply(the_plan.changes)
-        result["notes"] += [n for c in the_plan.pending for n in c.notes]
         result["notes"] += plan.switch_reminder(layout, True)
         return {**result, "status": "installed", "checkpoint": checkpoint, "plan": the_plan}
 

@@ -58,7 +58,7 @@ class Journal:
         self.data = self._load()
 
     @classmethod
-    def for_installation(cls, install_dir: str, stores=None) -> "Journal":
+    def for_installation(cls, install_dir: str, stores=None) -> Journal:
         return cls(state_root() / installation_key(install_dir), stores)
 
     # --- persistent state ----------------------------------------------------------------
@@ -107,7 +107,7 @@ class Journal:
 
     # --- applying a change ---------------------------------------------------------------
 
-    def begin(self, command: str) -> "Transaction":
+    def begin(self, command: str) -> Transaction:
         self.recover()
         cid = max((c["id"] for c in self.checkpoints), default=0) + 1
         checkpoint = {"id": cid, "command": command, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -233,7 +233,7 @@ class Transaction:
         self._touched: Dict[str, dict] = {}
         self._committed = False
 
-    def __enter__(self) -> "Transaction":
+    def __enter__(self) -> Transaction:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:

@@ -153,7 +153,8 @@ def parse(raw: dict, source: Path) -> Profile:
         return str(pure(base) / value)
 
     install_dir = absolute("install-dir", install_dir, None)
-    fips_module = absolute("fips-module", server.get("fips-module", str, defaults["fips-module"]), install_dir)
+    fips_module = absolute("fips-module", server.get("fips-module", str, defaults["fips-module"]),
+                           install_dir)
     openssl = absolute("openssl", server.get("openssl", str, defaults["openssl"]), install_dir)
     lib_dirs = tuple(absolute("lib-dirs", d, install_dir)
                      for d in server.get("lib-dirs", list, defaults["lib-dirs"]))

@@ -52,7 +52,6 @@ def reset(profile, dry_run: bool = False, force: bool = False, purge: bool = Fal
 
         checkpoint = plan.apply(journal, "reset", the_plan, environ.NONFIPS, prove=prove_nonfips)
         result["notes"] += backend.after_apply(the_plan.changes)
-        result["notes"] += [n for c in the_plan.pending for n in c.notes]
         result["notes"] += plan.switch_reminder(layout, False)
         return {**result, "status": "reset", "checkpoint": checkpoint, "plan": the_plan}
 

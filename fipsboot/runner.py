@@ -66,10 +66,11 @@ def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verif
     cached = fsutil.read(cache)
     if cached is not None:
         try:
-            if json.loads(cached).get("key") == key:
-                return checks + [verify.passed("live", "cached verdict: fips active, MD5 refused")]
-        except ValueError:
-            pass  # a damaged cache is a miss
+            hit = json.loads(cached).get("key") == key
+        except (ValueError, AttributeError):
+            hit = False  # a damaged cache is a miss
+        if hit:
+            return checks + [verify.passed("live", "cached verdict: fips active, MD5 refused")]
     from .openssl import OpenSSL
 
     probe_env = dict(env, LANG="C", LC_ALL="C")

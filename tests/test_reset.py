@@ -9,7 +9,8 @@ from conftest import contents, fipsboot, providers_with_env, sourced, tree_snaps
 
 from fipsboot import providers
 
-OPTIONS = "# ORS local options\r\n[scxml]\r\nfips-enabled = false\r\nmax-sessions=10\r\n\r\n[log]\r\nverbose = all\r\n"
+OPTIONS = ("# ORS local options\r\n[scxml]\r\nfips-enabled = false\r\nmax-sessions=10\r\n"
+           "\r\n[log]\r\nverbose = all\r\n")
 
 
 def with_user_content(inst):

@@ -25,7 +25,7 @@ from typing import Dict, Iterator, List, Optional
 
 import psutil
 import pytest
-from conftest import fipsboot, providers_with_env
+from conftest import fipsboot, providers_with_env, sourced
 
 from fipsboot import providers
 from fipsboot.errors import EXIT_REFUSED, EXIT_USAGE
@@ -421,6 +421,24 @@ def test_nonfips_mode_does_not_depend_on_the_module(installation30, tmp_path):
     assert run_wrapped(profile, "sh", "-c", "exit 7").returncode == 7
 
 
+@pytest.mark.parametrize("cache", ["cold", "warm"])
+def test_fips_run_from_an_environment_that_already_holds_the_fips_values(installation, cache):
+    """What `fipsboot install` writes into the account's environment (env file, systemd
+    drop-in, shell profile) is what the wrapper inherits when the service manager or a login
+    shell starts it: the wrapper's own checks must not be disturbed by it."""
+    inst = installation
+    profile = installed(inst)
+    written = sourced(inst.envfile)
+    assert set(written) == set(VARIABLES)
+    if cache == "warm":
+        assert run_wrapped(profile, "true").returncode == 0
+        assert cache_file(inst).exists()
+    r = run_wrapped(profile, "env", "-0", env=caller_env(**written), text=False)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    seen = env_of_server(r)
+    assert {k: seen.get(k) for k in VARIABLES} == written
+
+
 # --- no journal, dry run ----------------------------------------------------------------
 
 def test_never_installed_is_a_usage_error(installation30, tmp_path, state_dir):
@@ -435,6 +453,20 @@ def test_never_installed_is_a_usage_error(installation30, tmp_path, state_dir):
         assert "Traceback" not in r.stderr
         assert not marker.exists()
     assert not state_dir.exists()  # a refused run leaves no state behind
+
+
+def test_unknown_wrapper_option_is_a_usage_error_not_part_of_the_server(installation30,
+                                                                        tmp_path):
+    """An option fipsboot does not know (a typo) is refused, not passed on as the server."""
+    inst = installation30
+    profile = installed(inst)
+    marker = tmp_path / "started"
+    for options in (("--bogus",), ("--dry-run", "--bogus"), ("--dry-run", "--json", "--bogus")):
+        r = run_wrapped(profile, *marker_server(marker), options=options)
+        assert r.returncode == EXIT_USAGE, f"{options}: exit {r.returncode}\n{r.stdout}{r.stderr}"
+        assert "--bogus" in r.stderr
+        assert "exec:" not in r.stdout and '"argv"' not in r.stdout
+        assert not marker.exists()
 
 
 def test_missing_server_command_is_a_usage_error(installation30):
@@ -655,6 +687,40 @@ def test_changed_config_invalidates_the_cache(installation30, tmp_path):
     cnf.write_text(text)
     assert run_wrapped(profile, "true").returncode == 0
     assert json.loads(cache_file(inst).read_text())["key"] == key_before
+
+
+def test_changed_libcrypto_invalidates_the_cache(installation30, tmp_path):
+    inst = installation30
+    profile = installed(inst)
+    assert run_wrapped(profile, "true").returncode == 0
+    assert cache_file(inst).exists()
+    lib = inst.lib64 / "libcrypto.so.3"
+    broken = lib.with_name(".libcrypto.new")
+    broken.write_bytes(b"not a library\n" * 64)
+    os.replace(broken, lib)
+    marker = tmp_path / "started"
+    r = run_wrapped(profile, *marker_server(marker))
+    assert r.returncode == EXIT_REFUSED, r.stderr
+    assert "FIPS check 'providers' failed" in r.stderr
+    assert not marker.exists() and not cache_file(inst).exists()
+
+
+def test_a_changed_openssl_variable_is_a_cache_miss(installation30):
+    """The verdict holds for one environment: another value of a variable that OpenSSL or the
+    loader reads means the probes run again; the same value again is a hit."""
+    inst = installation30
+    profile = installed(inst)
+    assert run_wrapped(profile, "true").returncode == 0
+    watch = FileWatch(inst.openssl)
+    try:
+        watch.events()
+        env = caller_env(SSL_CERT_DIR=str(inst.root / "no certs"))
+        assert run_wrapped(profile, "true", env=env).returncode == 0
+        assert any(m & IN_OPEN for m in watch.events())
+        assert run_wrapped(profile, "true", env=env).returncode == 0
+        assert watch.events() == []
+    finally:
+        watch.close()
 
 
 @pytest.mark.parametrize("content", ["garbage", "", "{}", '{"key": 5}', "[]", "null", '"x"'])
