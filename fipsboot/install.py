@@ -99,7 +99,7 @@ def run_fipsinstall(layout: Layout, folder: Path, native_folder: str) -> tuple:
 
 def prove(layout: Layout, env: Dict[str, str], when: str) -> List[verify.Check]:
     openssl = OpenSSL(layout, env)
-    checks = [verify.check_providers(openssl, env), verify.check_negative_probe(openssl, env)]
+    checks = verify.live_checks(openssl, env)
     bad = [c for c in checks if not c.ok]
     if bad:
         raise FipsbootError(f"{when}: " + "; ".join(f"{c.name}: {c.reason}" for c in bad)

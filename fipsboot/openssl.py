@@ -5,12 +5,13 @@ the FIPS provider silently failed to load), so callers judge by what is parsed.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import providers
 from .errors import OpenSSLError
@@ -67,26 +68,38 @@ class OpenSSL:
         return env
 
     def run(self, args: Sequence[str], env: Mapping[str, str], stdin: bytes = b"") -> Result:
-        argv = [*self.layout.profile.launcher, str(self.layout.host(self.layout.openssl)), *args]
-        # Output goes to files, not pipes: under Wine, helper processes (wineserver, services)
-        # inherit the handles and outlive openssl.exe, so a pipe would never see its end.
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-                tempfile.TemporaryFile() as inp:
-            inp.write(stdin)
-            inp.seek(0)
-            try:
-                p = subprocess.Popen(argv, env=dict(env), stdin=inp, stdout=out, stderr=err)
-            except OSError as e:
-                raise OpenSSLError(f"cannot run {argv[0]}: {e.strerror}") from None
-            try:
-                returncode = p.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-                raise OpenSSLError(f"{' '.join(argv)} did not finish in {TIMEOUT} s") from None
-            out.seek(0)
-            err.seek(0)
-            return Result(argv, returncode, _text(out.read()), _text(err.read()))
+        return self.run_together([(args, stdin)], env)[0]
+
+    def run_together(self, jobs: Sequence[Tuple[Sequence[str], bytes]],
+                     env: Mapping[str, str]) -> List[Result]:
+        """Run several openssl commands at once: each loads (and self-checks) the provider,
+        which is most of their time, so in the start-up path they overlap."""
+        with contextlib.ExitStack() as stack:
+            started = []
+            for args, stdin in jobs:
+                argv = [*self.layout.profile.launcher, str(self.layout.host(self.layout.openssl)),
+                        *args]
+                # Output goes to files, not pipes: under Wine, helper processes (wineserver,
+                # services) inherit the handles and outlive openssl.exe, so a pipe never ends.
+                inp, out, err = (stack.enter_context(tempfile.TemporaryFile()) for _ in range(3))
+                inp.write(stdin)
+                inp.seek(0)
+                try:
+                    proc = subprocess.Popen(argv, env=dict(env), stdin=inp, stdout=out, stderr=err)
+                except OSError as e:
+                    raise OpenSSLError(f"cannot run {argv[0]}: {e.strerror}") from None
+                stack.callback(_reap, proc)
+                started.append((argv, proc, out, err))
+            results = []
+            for argv, proc, out, err in started:
+                try:
+                    returncode = proc.wait(TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    raise OpenSSLError(f"{' '.join(argv)} did not finish in {TIMEOUT} s") from None
+                out.seek(0)
+                err.seek(0)
+                results.append(Result(argv, returncode, _text(out.read()), _text(err.read())))
+            return results
 
     # --- the questions fipsboot asks openssl ---------------------------------------------
 
@@ -108,15 +121,28 @@ class OpenSSL:
         passed = r.returncode == 0 and "INSTALL PASSED" in r.stderr
         return FipsinstallReport(passed=passed, self_tests=tests, raw=r.output)
 
-    def list_providers(self, env: Mapping[str, str]) -> Dict[str, providers.Provider]:
-        r = self.run(["list", "-providers"], env)
-        if r.returncode:
-            raise OpenSSLError(f"`openssl list -providers` failed ({r.returncode}):\n{r.output}")
-        return providers.parse(r.stdout)
+    def probe(self, env: Mapping[str, str]) -> Tuple[Result, Result, Result]:
+        """`list -providers`, `dgst -md5` and `dgst -sha256`, run together."""
+        data = b"fipsboot probe\n"
+        listing, md5, sha256 = self.run_together(
+            [(["list", "-providers"], b""), (["dgst", "-md5"], data),
+             (["dgst", "-sha256"], data)], env)
+        return listing, md5, sha256
 
-    def digest(self, algorithm: str, env: Mapping[str, str]) -> Result:
-        """`openssl dgst -ALG` over a few bytes: returncode 0 means the algorithm was allowed."""
-        return self.run(["dgst", f"-{algorithm}"], env, stdin=b"fipsboot probe\n")
+    def list_providers(self, env: Mapping[str, str]) -> Dict[str, providers.Provider]:
+        return parse_listing(self.run(["list", "-providers"], env))
+
+
+def parse_listing(r: Result) -> Dict[str, providers.Provider]:
+    if r.returncode:
+        raise OpenSSLError(f"`openssl list -providers` failed ({r.returncode}):\n{r.output}")
+    return providers.parse(r.stdout)
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 def _text(data: bytes) -> str:

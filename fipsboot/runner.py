@@ -75,8 +75,7 @@ def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verif
 
     probe_env = dict(env, LANG="C", LC_ALL="C")
     openssl = OpenSSL(layout, probe_env)
-    live = [verify.check_providers(openssl, probe_env),
-            verify.check_negative_probe(openssl, probe_env)]
+    live = verify.live_checks(openssl, probe_env)
     if all(c.ok for c in live):
         journal.folder.mkdir(parents=True, exist_ok=True)
         fsutil.atomic_write(cache, json.dumps({"key": key}).encode(), 0o600)

@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Mapping, Optional
 from . import environ, fipsmodule, fsutil, opensslcnf
 from .errors import FipsbootError
 from .layout import Layout, config_path
-from .openssl import OpenSSL
+from .openssl import OpenSSL, parse_listing
 
 REINSTALL = "run `fipsboot install --profile PROFILE` again"
 
@@ -182,10 +182,19 @@ def check_targets(layout: Layout, targets: Iterable, mode: str, managed: Mapping
 
 # --- live checks: start the installation's openssl --------------------------------------
 
-def check_providers(openssl: OpenSSL, env: Mapping[str, str], label: str = "") -> Check:
+def live_checks(openssl: OpenSSL, env: Mapping[str, str], label: str = "") -> List[Check]:
+    """`providers` and `negative-probe` from three openssl runs started together."""
+    try:
+        listing, md5, sha = openssl.probe(env)
+    except FipsbootError as e:
+        return [failed("providers", str(e), REINSTALL), failed("negative-probe", str(e), REINSTALL)]
+    return [providers_check(listing, label), negative_probe_check(md5, sha)]
+
+
+def providers_check(listing, label: str = "") -> Check:
     where = f" (environment of {label})" if label else ""
     try:
-        found = openssl.list_providers(env)
+        found = parse_listing(listing)
     except FipsbootError as e:
         return failed("providers", f"{e}{where}", REINSTALL)
     details = {name: p.fields for name, p in found.items()}
@@ -197,9 +206,9 @@ def check_providers(openssl: OpenSSL, env: Mapping[str, str], label: str = "") -
                       "= 0 falls back silently)", REINSTALL, providers=details)
     if fips is None:
         return failed("providers", f"the fips provider is not loaded{where} (it failed its "
-                      "integrity check, its module-mac is stale, or OPENSSL_MODULES does not "
-                      "name its folder); `openssl list -provider fips -providers` shows the "
-                      "reason", REINSTALL, providers=details)
+                      "integrity check, its module-mac is stale, a fipsmodule.cnf value is bad, "
+                      "or OPENSSL_MODULES does not name its folder); `openssl list -provider "
+                      "fips -providers` shows the reason", REINSTALL, providers=details)
     if not fips.active:
         return failed("providers", f"the fips provider is {fips.fields.get('status')}{where}",
                       REINSTALL, providers=details)
@@ -211,12 +220,7 @@ def check_providers(openssl: OpenSSL, env: Mapping[str, str], label: str = "") -
                   providers=details)
 
 
-def check_negative_probe(openssl: OpenSSL, env: Mapping[str, str]) -> Check:
-    try:
-        md5 = openssl.digest("md5", env)
-        sha = openssl.digest("sha256", env)
-    except FipsbootError as e:
-        return failed("negative-probe", str(e), REINSTALL)
+def negative_probe_check(md5, sha) -> Check:
     if md5.returncode == 0:
         return failed("negative-probe", "MD5 was allowed: the process is not restricted to "
                       "FIPS-approved algorithms", REINSTALL, md5=md5.output)
@@ -291,7 +295,7 @@ def verify(layout: Layout, targets: List, mode: str, managed: Mapping[str, str],
     checks.append(check_targets(layout, targets, mode, managed, previously_written))
     if not live:
         return checks
-    checks += [check_providers(openssl, env), check_negative_probe(openssl, env)]
+    checks += live_checks(openssl, env)
     # A target that drifted hands the server another environment: prove what it gives.
     for target in targets:
         current = target.read()
@@ -303,7 +307,7 @@ def verify(layout: Layout, targets: List, mode: str, managed: Mapping[str, str],
                     target_env.pop(key, None)
                 else:
                     target_env[key] = current[key]
-            checks.append(check_providers(openssl, target_env, target.spec))
+            checks.append(live_checks(openssl, target_env, target.spec)[0])
     return checks
 
 

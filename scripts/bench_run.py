@@ -109,6 +109,8 @@ def prepare(version: str, work: Path, testbed: dict, pyc: bool) -> tuple:
     profile = inst.write_profile()
     state = work / f"state {version}"
     env = dict(python_env(work, pyc), FIPSBOOT_STATE_DIR=str(state))
+    # A caller holding the FIPS values makes `fipsboot run` fail before it starts anything
+    # (cryptography's own OpenSSL reads them: see tests/test_run.py), so start clean.
     for k in ("OPENSSL_CONF", "OPENSSL_MODULES"):
         env.pop(k, None)
     p = subprocess.run([str(console_script()), "install", "--profile", str(profile)], env=env,

@@ -18,6 +18,7 @@ import ssl
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Dict, Iterator, List, Optional
 
 import psutil
 import pytest
-from conftest import fipsboot, providers_with_env, sourced
+from conftest import build, fipsboot, lay_out, providers_with_env, sourced
 
 from fipsboot import providers
 from fipsboot.errors import EXIT_REFUSED, EXIT_USAGE
@@ -666,27 +667,47 @@ def test_changed_openssl_invalidates_the_cache_and_a_broken_one_is_refused(insta
     assert marker.exists() and cache_file(inst).exists()
 
 
-def test_changed_config_invalidates_the_cache(installation30, tmp_path):
-    """openssl.cnf changed in a way the fast checks accept but the provider refuses."""
+@pytest.mark.parametrize("name", ["openssl.cnf", "fipsmodule.cnf"])
+def test_changed_config_bytes_are_a_cache_miss(installation30, name):
+    """Any change to either config's bytes (here a harmless comment) means the probes run
+    again; then the new verdict is cached."""
     inst = installation30
     profile = installed(inst)
     assert run_wrapped(profile, "true").returncode == 0
-    key_before = json.loads(cache_file(inst).read_text())["key"]
+    watch = FileWatch(inst.openssl)
+    try:
+        assert run_wrapped(profile, "true").returncode == 0
+        assert watch.events() == []  # warm
+        with open(inst.config_dir / name, "a") as f:
+            f.write("# touched\n")
+        assert run_wrapped(profile, "true").returncode == 0
+        assert any(m & IN_OPEN for m in watch.events()), "a changed config was a cache hit"
+        assert run_wrapped(profile, "true").returncode == 0
+        assert watch.events() == []
+    finally:
+        watch.close()
+
+
+def test_config_broken_after_a_cached_verdict_is_refused(installation30, tmp_path):
+    """A 3.0 provider checks install-mac against install-status: a wrong one fails its load.
+    The cached verdict was for the old bytes, so the launch is refused."""
+    inst = installation30
+    profile = installed(inst)
+    assert run_wrapped(profile, "true").returncode == 0
     cnf = inst.config_dir / "fipsmodule.cnf"
-    # A 3.0 provider checks install-mac against install-status: a wrong one fails the load.
     text = cnf.read_text()
     if "install-mac" not in text:
         pytest.skip("this fipsmodule.cnf has no install-mac")
     cnf.write_text(re.sub(r"(install-mac\s*=\s*)([0-9A-Fa-f]{2})",
                           lambda m: m.group(1) + ("00" if m.group(2) != "00" else "11"), text))
+    assert not fips_loads(inst)
     marker = tmp_path / "started"
     r = run_wrapped(profile, *marker_server(marker))
     assert r.returncode == EXIT_REFUSED, r.stderr
     assert not marker.exists()
-    assert "providers" in r.stderr
+    assert "FIPS check '" in r.stderr and "fipsboot install" in r.stderr
     cnf.write_text(text)
     assert run_wrapped(profile, "true").returncode == 0
-    assert json.loads(cache_file(inst).read_text())["key"] == key_before
 
 
 def test_changed_libcrypto_invalidates_the_cache(installation30, tmp_path):
@@ -721,6 +742,59 @@ def test_a_changed_openssl_variable_is_a_cache_miss(installation30):
         assert watch.events() == []
     finally:
         watch.close()
+
+
+def account_switch(uid: int, gid: int):
+    """A prefix that runs a command as uid:gid (setpriv), or skip if that account can't run
+    this Python here."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is needed to start a command as another account")
+
+    def wrap(argv: List[str]) -> List[str]:
+        return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *argv]
+
+    probe = subprocess.run(wrap([sys.executable, "-c", "import fipsboot"]), capture_output=True,
+                           cwd="/", timeout=TIMEOUT)
+    if probe.returncode != 0:
+        pytest.skip(f"uid {uid} can't run {sys.executable}: {probe.stderr[-200:]!r}")
+    return wrap
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="needs root to start the wrapper as another account")
+def test_service_account_that_cannot_write_the_state_folder(testbed):
+    """The server's own account runs the wrapper; root ran `fipsboot install`. A verdict that
+    can't be cached is no reason to refuse a verified server, and an unreadable journal is
+    an error message, not a traceback."""
+    work = Path(tempfile.mkdtemp(prefix="fipsboot-run-"))
+    try:
+        work.chmod(0o755)  # pytest's own tmp folders are root-only
+        root = work / "server root"
+        root.mkdir()
+        inst = lay_out(build(testbed, "linux-3.0"), root, "3.0")
+        state = work / "state"
+        profile = inst.write_profile()
+        fipsboot("install", "--profile", str(profile), env={"FIPSBOOT_STATE_DIR": str(state)},
+                 check=0)
+        journal = next(state.glob("*/journal.json"))
+        journal.chmod(0o644)  # the account may read the mode, not write the folder
+        env = caller_env(FIPSBOOT_STATE_DIR=str(state))
+
+        as_nobody = account_switch(65534, 65534)
+
+        def run_as_nobody():
+            return subprocess.run(as_nobody(wrapper_argv(profile, "sh", "-c", "exit 7")),
+                                  env=env, capture_output=True, text=True, timeout=TIMEOUT)
+
+        r = run_as_nobody()
+        assert (r.returncode, r.stderr) == (7, ""), r.stderr
+        journal.chmod(0o600)
+        r = run_as_nobody()
+        assert r.returncode not in (0, 7)
+        assert "Traceback" not in r.stderr and "journal" in r.stderr, r.stderr
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.mark.parametrize("content", ["garbage", "", "{}", '{"key": 5}', "[]", "null", '"x"'])
