@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import List
 
-from .errors import FipsbootError
+from .errors import EXIT_USAGE, FipsbootError
 
 
 def run_server(profile_path: str, argv: List[str], dry_run: bool, as_json: bool) -> int:
@@ -17,6 +17,9 @@ def run_server(profile_path: str, argv: List[str], dry_run: bool, as_json: bool)
 
 def entry() -> None:
     """Console script: `run` takes a lean path (no click) since it sits in the server's start-up."""
+    from . import processenv
+
+    processenv.isolate()
     argv = sys.argv[1:]
     if argv[:1] == ["run"] and "--" in argv and not {"-h", "--help"} & set(argv[:argv.index("--")]):
         sys.exit(lean_run(argv[1:]))
@@ -39,13 +42,12 @@ def lean_run(args: List[str]) -> int:
             dry_run, as_json = dry_run or opts[i] == "--dry-run", as_json or opts[i] == "--json"
             i += 1
         else:
-            from .cli import main
-
-            main()  # click explains the unknown option
-            return 2
+            print(f"fipsboot run: no such option: {opts[i]} (options go before --)",
+                  file=sys.stderr)
+            return EXIT_USAGE
     if profile_path is None:
         print("fipsboot run: --profile is required", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         return run_server(profile_path, server, dry_run, as_json)
     except FipsbootError as e:

@@ -58,15 +58,35 @@ def format_mac(digest: bytes) -> str:
 
 
 def module_mac(module: Path, key_hex: str) -> str:
-    """HMAC-SHA256 of the module file, formatted the way fipsinstall writes it."""
-    # cryptography's HMAC: the same value fipsinstall computes (checked on 3.0 and 3.5 modules).
-    from cryptography.hazmat.primitives import hashes, hmac
+    """HMAC-SHA256 of the module file, formatted the way fipsinstall writes it.
 
-    mac = hmac.HMAC(bytes.fromhex(key_hex), hashes.SHA256())
+    The standard library's HMAC gives the same value as fipsinstall and as `cryptography`
+    (a test pins all three). It is used rather than `cryptography` because that library's
+    bundled OpenSSL honours OPENSSL_CONF: started with the installation's FIPS config in the
+    environment (as the server's account is), it has no usable provider and cannot hash.
+    """
+    import hmac
+
+    mac = hmac.new(bytes.fromhex(key_hex), digestmod=_sha256())
     with open(module, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             mac.update(chunk)
-    return format_mac(mac.finalize())
+    return format_mac(mac.digest())
+
+
+def _sha256():
+    """OpenSSL's SHA-256 when this process's OpenSSL can give it, else Python's own."""
+    import hashlib
+
+    try:
+        hashlib.new("sha256")
+        return "sha256"
+    except ValueError:  # an OpenSSL config in this process refused it
+        try:
+            from _sha256 import sha256  # Python 3.9-3.11
+        except ImportError:
+            from _sha2 import sha256  # Python 3.12+
+        return sha256
 
 
 def key_problems(cnf: FipsModuleCnf) -> List[str]:

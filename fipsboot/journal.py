@@ -38,11 +38,21 @@ class Store(Protocol):
     def set(self, key: str, value: Any) -> None: ...  # value None: delete
 
 
+SYSTEM_STATE_DIR = Path("/var/lib/fipsboot")
+
+
 def state_root() -> Path:
+    """FIPSBOOT_STATE_DIR; else the machine-wide folder, where an administrator's install
+    writes and where the server's own account (running `fipsboot run`) finds it; else, for an
+    unprivileged user with no machine-wide state, that user's state folder."""
     if os.environ.get("FIPSBOOT_STATE_DIR"):
         return Path(os.environ["FIPSBOOT_STATE_DIR"])
     import platformdirs
 
+    if os.name != "posix":
+        return Path(platformdirs.site_data_dir("fipsboot", appauthor=False))
+    if os.geteuid() == 0 or SYSTEM_STATE_DIR.is_dir():
+        return SYSTEM_STATE_DIR
     return Path(platformdirs.user_state_dir("fipsboot", appauthor=False))
 
 
@@ -64,7 +74,13 @@ class Journal:
     # --- persistent state ----------------------------------------------------------------
 
     def _load(self) -> dict:
-        raw = fsutil.read(self.folder / "journal.json")
+        try:
+            raw = fsutil.read(self.folder / "journal.json")
+        except PermissionError:
+            raise FipsbootError(f"cannot read the journal {self.folder / 'journal.json'}: "
+                                "permission denied",
+                                "run as the user who ran `fipsboot install`, or let this "
+                                "account read the state folder") from None
         if raw is None:
             return {"format": FORMAT, "mode": None, "managed": {}, "extra": {}, "checkpoints": []}
         try:
@@ -79,7 +95,7 @@ class Journal:
     def _save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         fsutil.atomic_write(self.folder / "journal.json",
-                            json.dumps(self.data, indent=1, sort_keys=True).encode(), 0o600)
+                            json.dumps(self.data, indent=1, sort_keys=True).encode(), 0o644)
 
     @property
     def exists(self) -> bool:

@@ -16,12 +16,10 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from . import providers
 from .errors import OpenSSLError
 from .layout import Layout
+from .processenv import OPENSSL_VARS
 
 TIMEOUT = 120  # fipsinstall's self-tests take well under a second; Wine's first start does not
 SELF_TEST_RE = re.compile(r"^\s*(?P<name>.+?)\s*:\s*\((?P<type>[^)]*)\)\s*:\s*(?P<result>.+?)\s*$")
-# Variables of the caller that must not leak into a probe: they would decide which config
-# and which providers load.
-OPENSSL_VARS = ("OPENSSL_CONF", "OPENSSL_MODULES", "OPENSSL_CONF_INCLUDE")
 
 
 @dataclass

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Dict, List, Mapping, Optional
 
-from . import environ, fsutil, verify
+from . import environ, fsutil, processenv, verify
 from .errors import EXIT_REFUSED, FipsbootError, UsageError
 from .journal import Journal
 from .layout import Layout, resolve
@@ -24,7 +24,7 @@ ENV_PREFIXES = ("OPENSSL", "LD_", "SSL_", "WINE")
 
 def identity(path) -> List[int]:
     st = os.stat(path)
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def libcrypto_identity(layout: Layout, env: Mapping[str, str]) -> List:
@@ -63,7 +63,10 @@ def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verif
     mac = next(c for c in checks if c.name == "module-mac").details["mac"]
     key = cache_key(layout, env, mac)
     cache = journal.folder / CACHE_NAME
-    cached = fsutil.read(cache)
+    try:
+        cached = fsutil.read(cache)
+    except OSError:  # another account's cache: a miss
+        cached = None
     if cached is not None:
         try:
             hit = json.loads(cached).get("key") == key
@@ -76,11 +79,13 @@ def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verif
     probe_env = dict(env, LANG="C", LC_ALL="C")
     openssl = OpenSSL(layout, probe_env)
     live = verify.live_checks(openssl, probe_env)
-    if all(c.ok for c in live):
-        journal.folder.mkdir(parents=True, exist_ok=True)
-        fsutil.atomic_write(cache, json.dumps({"key": key}).encode(), 0o600)
-    else:
-        fsutil.remove(cache)
+    try:
+        if all(c.ok for c in live):
+            fsutil.atomic_write(cache, json.dumps({"key": key}).encode(), 0o600)
+        else:
+            fsutil.remove(cache)
+    except OSError:
+        pass  # an account that can't write the state folder verifies on every launch
     return checks + live
 
 
@@ -104,7 +109,7 @@ def prepare(profile, argv: List[str], base: Optional[Mapping[str, str]] = None) 
     if not journal.exists or journal.mode is None:
         raise UsageError(f"no fipsboot journal for {profile.install_dir}: run `fipsboot install "
                          f"--profile {profile.source}` (or `reset`) first")
-    env = environ.launch_env(os.environ if base is None else base, layout, journal.mode,
+    env = environ.launch_env(processenv.caller() if base is None else base, layout, journal.mode,
                              journal.extra.get("ld_dirs", []))
     return {"layout": layout, "journal": journal, "mode": journal.mode, "env": env, "argv": argv}
 
@@ -115,8 +120,7 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
     if dry_run:
         changed = {k: env.get(k) for k in environ.VARIABLES}
         if as_json:
-            print(json.dumps({"mode": mode, "argv": argv, "environment": changed, "env": env},
-                             indent=1))
+            print(json.dumps({"mode": mode, "argv": argv, "environment": changed}, indent=1))
         else:
             print(f"mode: {mode}")
             for k, v in changed.items():

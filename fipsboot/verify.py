@@ -6,12 +6,11 @@ exit code alone (`openssl list -providers` exits 0 when the FIPS provider failed
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional
 
-from . import environ, fipsmodule, fsutil, opensslcnf
+from . import environ, fipsmodule, fsutil, opensslcnf, processenv
 from .errors import FipsbootError
 from .layout import Layout, config_path
 from .openssl import OpenSSL, parse_listing
@@ -276,7 +275,7 @@ def fast_checks(layout: Layout) -> List[Check]:
 
 def launch_environment(layout: Layout, mode: str, base: Optional[Mapping[str, str]] = None,
                        previously_written: Iterable[str] = ()) -> Dict[str, str]:
-    env = environ.launch_env(os.environ if base is None else base, layout, mode,
+    env = environ.launch_env(processenv.caller() if base is None else base, layout, mode,
                              previously_written)
     env.update(LANG="C", LC_ALL="C")
     return env
