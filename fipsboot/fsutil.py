@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -44,6 +43,7 @@ def atomic_write(path: Path, data: bytes, mode: Optional[int] = None) -> None:
     if mode is None:
         mode = stat.S_IMODE(old.st_mode) if old else 0o644
     mode &= ~0o022  # never group- or world-writable
+    import tempfile  # here, not at the top: the wrapper's warm path never writes
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".fipsboot-tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Protocol
@@ -236,6 +235,8 @@ class Journal:
             self.data[key] = value
         self.checkpoints.remove(cp)
         self._save()
+        import shutil
+
         shutil.rmtree(self.folder / "backups" / str(cp["id"]), ignore_errors=True)
         return cp
 

@@ -13,7 +13,9 @@ from typing import Dict, Iterable, List, Mapping, Optional
 from . import environ, fipsmodule, fsutil, opensslcnf, processenv
 from .errors import FipsbootError
 from .layout import Layout, config_path
-from .openssl import OpenSSL, parse_listing
+
+if False:  # for annotations only: the wrapper's warm path starts no process
+    from .openssl import OpenSSL
 
 REINSTALL = "run `fipsboot install --profile PROFILE` again"
 
@@ -192,6 +194,8 @@ def live_checks(openssl: OpenSSL, env: Mapping[str, str], label: str = "") -> Li
 
 def providers_check(listing, label: str = "") -> Check:
     where = f" (environment of {label})" if label else ""
+    from .openssl import parse_listing
+
     try:
         found = parse_listing(listing)
     except FipsbootError as e:
@@ -283,6 +287,8 @@ def launch_environment(layout: Layout, mode: str, base: Optional[Mapping[str, st
 
 def verify(layout: Layout, targets: List, mode: str, managed: Mapping[str, str],
            previously_written: Iterable[str] = (), live: bool = True) -> List[Check]:
+    from .openssl import OpenSSL
+
     env = launch_environment(layout, mode, None, previously_written)
     openssl = OpenSSL(layout, env)
     if mode == environ.NONFIPS:

@@ -10,6 +10,7 @@ import pytest
 from conftest import build, sourced
 
 from fipsboot import environ, fipsmodule, opensslcnf
+from fipsboot.errors import FipsbootError
 from fipsboot.layout import resolve
 from fipsboot.plan import set_ini_value
 from fipsboot.platforms.linux import (
@@ -88,7 +89,7 @@ def test_openssl_escape_round_trips(path):
 
 @pytest.mark.parametrize("path", ["/a\nb", "/a\tb", " /lead", "/trail "])
 def test_openssl_escape_refuses_what_it_cannot_express(path):
-    with pytest.raises(Exception):
+    with pytest.raises(FipsbootError, match="control character|space"):
         opensslcnf.escape(path)
 
 

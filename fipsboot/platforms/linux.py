@@ -4,8 +4,6 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -272,6 +270,9 @@ class LinuxBackend(Backend):
         if not any(c.changed and c.kind == "file" and Path(c.key).name == DROPIN_NAME
                    for c in changes):
             return []
+        import shutil
+        import subprocess
+
         if not Path("/run/systemd/system").is_dir() or not shutil.which("systemctl"):
             return ["systemd is not the running init here: `systemctl daemon-reload` skipped"]
         r = subprocess.run(["systemctl", "daemon-reload"], capture_output=True, text=True)
