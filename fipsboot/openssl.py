@@ -119,13 +119,14 @@ class OpenSSL:
         passed = r.returncode == 0 and "INSTALL PASSED" in r.stderr
         return FipsinstallReport(passed=passed, self_tests=tests, raw=r.output)
 
-    def probe(self, env: Mapping[str, str]) -> Tuple[Result, Result, Result]:
-        """`list -providers`, `dgst -md5` and `dgst -sha256`, run together."""
+    def probe(self, env: Mapping[str, str], sha256: bool = True) -> List[Optional[Result]]:
+        """`list -providers`, `dgst -md5` and (unless told not to) `dgst -sha256`, together."""
         data = b"fipsboot probe\n"
-        listing, md5, sha256 = self.run_together(
-            [(["list", "-providers"], b""), (["dgst", "-md5"], data),
-             (["dgst", "-sha256"], data)], env)
-        return listing, md5, sha256
+        jobs = [(["list", "-providers"], b""), (["dgst", "-md5"], data)]
+        if sha256:
+            jobs.append((["dgst", "-sha256"], data))
+        results: List[Optional[Result]] = list(self.run_together(jobs, env))
+        return results + [None] * (3 - len(results))
 
     def list_providers(self, env: Mapping[str, str]) -> Dict[str, providers.Provider]:
         return parse_listing(self.run(["list", "-providers"], env))

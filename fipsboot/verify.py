@@ -183,10 +183,13 @@ def check_targets(layout: Layout, targets: Iterable, mode: str, managed: Mapping
 
 # --- live checks: start the installation's openssl --------------------------------------
 
-def live_checks(openssl: OpenSSL, env: Mapping[str, str], label: str = "") -> List[Check]:
-    """`providers` and `negative-probe` from three openssl runs started together."""
+def live_checks(openssl: OpenSSL, env: Mapping[str, str], label: str = "",
+                sha256: bool = True) -> List[Check]:
+    """`providers` and `negative-probe` from openssl runs started together. The wrapper's
+    start-up skips the SHA-256 run: the active fips provider it proves ran its own SHA-2
+    self-tests, and on 2 cores a third self-testing process is what the start waits on."""
     try:
-        listing, md5, sha = openssl.probe(env)
+        listing, md5, sha = openssl.probe(env, sha256)
     except FipsbootError as e:
         return [failed("providers", str(e), REINSTALL), failed("negative-probe", str(e), REINSTALL)]
     return [providers_check(listing, label), negative_probe_check(md5, sha)]
@@ -227,6 +230,8 @@ def negative_probe_check(md5, sha) -> Check:
     if md5.returncode == 0:
         return failed("negative-probe", "MD5 was allowed: the process is not restricted to "
                       "FIPS-approved algorithms", REINSTALL, md5=md5.output)
+    if sha is None:
+        return passed("negative-probe", "MD5 refused")
     if sha.returncode != 0:
         return failed("negative-probe", "SHA-256 failed: " + sha.output, REINSTALL)
     return passed("negative-probe", "MD5 refused, SHA-256 works")
