@@ -118,3 +118,24 @@ def test_reset_and_rollback_under_wine(installed):
     fipsboot("rollback", "--profile", str(w["profile"]), check=0)
     fipsboot("rollback", "--profile", str(w["profile"]), check=0)
     assert not os.path.exists(os.path.join(w["cfg"], "openssl.cnf"))
+
+
+def test_run_starts_the_windows_server_with_the_fips_environment(installed):
+    """`fipsboot run` with the Windows backend: verify (through Wine), start the server as a
+    child with the Windows-form variables, and exit with its code."""
+    w = installed
+    r = fipsboot("run", "--profile", str(w["profile"]), "--", w["wine"], w["openssl"],
+                 "list", "-providers", env={"OPENSSL_CONF": "/etc/elsewhere.cnf"}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert providers.parse(r.stdout.replace("\r\n", "\n"))["fips"].active
+    r = fipsboot("run", "--profile", str(w["profile"]), "--", w["wine"], "cmd", "/c", "exit 3",
+                 timeout=300)
+    assert r.returncode == 3, r.stderr
+    # A corrupted fips.dll: the server is not started, exit 78.
+    dll = os.path.join(w["gcti"], "ORS 8.1.401.11", "fips", "fips.dll")
+    data = bytearray(open(dll, "rb").read())
+    data[len(data) // 3] ^= 0x01
+    open(dll, "wb").write(data)
+    r = fipsboot("run", "--profile", str(w["profile"]), "--", w["wine"], "cmd", "/c", "exit 0",
+                 timeout=300)
+    assert r.returncode == 78 and "module-mac" in r.stderr
