@@ -47,6 +47,9 @@ def guarded(as_json: bool, fn: Callable[[], int]) -> None:
         code = fn()
     except FipsbootError as e:
         abort(e, as_json)
+    except OSError as e:  # a file or folder fipsboot could not read or write; changes rolled back
+        abort(FipsbootError(f"{e.strerror or e}: {e.filename or ''}".rstrip(": "),
+                            "check that the path exists and this user may write it"), as_json)
     sys.exit(code)
 
 

@@ -100,6 +100,10 @@ def key_problems(cnf: FipsModuleCnf) -> List[str]:
         if (key.endswith(FLAG_SUFFIXES) or key in FLAG_KEYS) and value not in ("0", "1"):
             problems.append(f"{key} = {value!r}: the provider accepts only 0 or 1 and "
                             "fails to load otherwise")
+    for key in ("module", "identity"):
+        if key in cnf.values:
+            problems.append(f"{key} = {cnf.values[key]!r}: fipsinstall never writes it, and it "
+                            "makes OpenSSL load another file (or name) as the fips provider")
     if cnf.values.get("activate") != "1":
         problems.append(f"activate = {cnf.values.get('activate')!r}: fipsinstall writes 1, and "
                         "from 3.3 on any other value leaves the provider unloaded")

@@ -17,12 +17,13 @@ Files are built in; other kinds of value (Windows registry values) come through 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Protocol
+from typing import Any, Dict, Iterator, List, Optional, Protocol
 
 from . import faults, fsutil
 from .errors import FipsbootError, HandEditError
@@ -117,8 +118,13 @@ class Journal:
     def checkpoints(self) -> List[dict]:
         return self.data["checkpoints"]
 
-    def lock(self):
-        return fsutil.exclusive_lock(self.folder / "lock", f"the installation ({self.folder.name})")
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """One fipsboot at a time; the journal is re-read once the lock is held, so nothing
+        another command saved meanwhile is overwritten."""
+        with fsutil.exclusive_lock(self.folder / "lock", f"the installation ({self.folder.name})"):
+            self.data = self._load()
+            yield
 
     # --- applying a change ---------------------------------------------------------------
 
@@ -169,20 +175,25 @@ class Journal:
             seen.update(e["key"] for e in cp["entries"])
         return edited
 
+    def rollback_target(self, to: Optional[int]) -> int:
+        """The checkpoint a rollback goes down to: `to`, or the newest."""
+        ids = [c["id"] for c in self.checkpoints]
+        if not ids:
+            raise FipsbootError("nothing to roll back: the journal has no checkpoint")
+        target = ids[-1] if to is None else to
+        if target not in ids:
+            raise FipsbootError(f"no checkpoint {target} (have: {', '.join(map(str, ids))})")
+        return target
+
     def rollback(self, to: Optional[int] = None, force: bool = False) -> List[dict]:
         """Undo checkpoints newest first, down to and including `to` (default: the newest).
         A rollback interrupted by a kill is finished first (and, without `to`, is the one)."""
         recovered = self.recover()
         if recovered is not None and recovered["status"] == "rolling-back" and to is None:
             return [recovered]
-        if not self.checkpoints:
-            if recovered is not None:
-                return [recovered]
-            raise FipsbootError("nothing to roll back: the journal has no checkpoint")
-        ids = [c["id"] for c in self.checkpoints]
-        target = ids[-1] if to is None else to
-        if target not in ids:
-            raise FipsbootError(f"no checkpoint {target} (have: {', '.join(map(str, ids))})")
+        if not self.checkpoints and recovered is not None:
+            return [recovered]
+        target = self.rollback_target(to)
         edited = self.edits_lost_by(target)
         if edited and not force:
             raise HandEditError(
@@ -191,8 +202,8 @@ class Journal:
                 + ". Nothing was changed.",
                 "rerun with --force to roll back anyway; the edited copies are kept in "
                 f"{self.folder / 'kept'}")
-        for key in dict.fromkeys(e["key"] for e in edited if e["kind"] == "file"):
-            self._keep_copy(key)  # a registry value's edited state stays in the entry
+        for entry in edited:
+            self._keep_copy(entry)
         undone = [recovered] if recovered is not None else []
         while self.checkpoints and self.checkpoints[-1]["id"] >= target:
             cp = self.checkpoints[-1]
@@ -201,15 +212,34 @@ class Journal:
             undone.append(self._undo(cp))
         return undone
 
-    def _keep_copy(self, key: str) -> None:
-        data = fsutil.read(Path(key))
+    def _keep_copy(self, entry: dict) -> None:
+        """Save what a forced rollback is about to overwrite: a file's bytes, or a registry
+        value's current state as JSON. Copies never replace each other."""
+        key = entry["key"]
+        if entry["kind"] == "file":
+            data, suffix = fsutil.read(Path(key)), Path(key).name
+        else:
+            data = json.dumps({"kind": entry["kind"], "key": key,
+                               "value": self.stores[entry["kind"]].get(key)}, indent=1).encode()
+            suffix = entry["kind"] + ".json"
         if data is None:
             return
         kept = self.folder / "kept"
         kept.mkdir(parents=True, exist_ok=True)
-        name = time.strftime("%Y%m%dT%H%M%S-") + hashlib.sha256(key.encode()).hexdigest()[:8] \
-            + "-" + Path(key).name
-        fsutil.atomic_write(kept / name, data, 0o600)
+        stem = (time.strftime("%Y%m%dT%H%M%S-") + hashlib.sha256(key.encode()).hexdigest()[:8])
+        n = 0
+        while True:
+            target = kept / f"{stem}-{n}-{suffix}"
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                n += 1
+                continue
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            return
 
     def _undo(self, cp: dict) -> dict:
         for entry in reversed(cp["entries"]):
@@ -276,7 +306,7 @@ class Transaction:
             self._record({"kind": "dir", "key": str(d)})
             d.mkdir(mode=0o755)
 
-    def write_file(self, path: Path, data: bytes, mode: int = 0o644) -> None:
+    def write_file(self, path: Path, data: bytes, mode: Optional[int] = None) -> None:
         self._backup_file(path)["after"] = fsutil.digest(data)
         faults.step(f"write {path}")
         fsutil.atomic_write(path, data, mode)

@@ -32,11 +32,6 @@ def host_path(profile: Profile, native: str) -> Path:
     return wine_prefix() / "dosdevices" / drive / Path(*win.parts[1:])
 
 
-def config_path(native: str) -> str:
-    """A path as OpenSSL's config syntax wants it: forward slashes, also on Windows."""
-    return native.replace("\\", "/")
-
-
 @dataclass(frozen=True)
 class Layout:
     profile: Profile
@@ -51,6 +46,12 @@ class Layout:
 
     def host(self, native: str) -> Path:
         return host_path(self.profile, native)
+
+    def config_path(self, native: str) -> str:
+        """A path as OpenSSL's config syntax wants it: forward slashes on Windows (where a
+        backslash would be read as an escape). A backslash in a Linux file name is a
+        character, left for the escaping to keep."""
+        return native.replace("\\", "/") if self.windows else native
 
     @property
     def windows(self) -> bool:

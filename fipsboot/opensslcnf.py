@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import FipsbootError
-from .layout import config_path
 
 SPECIAL = set('\\$#"\'')
 
@@ -31,6 +30,20 @@ def escape(value: str) -> str:
         raise FipsbootError(f"path {value!r} begins or ends with a space, which OpenSSL's config "
                             "parser strips; choose another folder")
     return "".join("\\" + c if c in SPECIAL else c for c in value)
+
+
+def has_stray_backslash(value: str) -> bool:
+    """A backslash that escapes nothing fipsboot escapes: a Windows separator that OpenSSL
+    would silently eat (`C:\\GCTI\\x` reads as `C:GCTIx`)."""
+    i = 0
+    while i < len(value):
+        if value[i] == "\\":
+            if i + 1 >= len(value) or value[i + 1] not in SPECIAL:
+                return True
+            i += 2
+        else:
+            i += 1
+    return False
 
 
 def unescape(value: str) -> str:
@@ -58,6 +71,7 @@ def unescape(value: str) -> str:
     return "".join(out).strip()
 
 
-def render(fipsmodule_cnf: str) -> str:
+def render(layout, fipsmodule_cnf: str) -> str:
+    """openssl.cnf for `layout`, including `fipsmodule_cnf` (a path as the server sees it)."""
     text = (template_dir() / "openssl.cnf").read_text(encoding="utf-8")
-    return text.replace("{fipsmodule_cnf}", escape(config_path(fipsmodule_cnf)))
+    return text.replace("{fipsmodule_cnf}", escape(layout.config_path(fipsmodule_cnf)))

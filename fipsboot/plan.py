@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from . import environ, fsutil
-from .errors import FipsbootError, HandEditError
+from .errors import FipsbootError, HandEditError, UsageError
 from .journal import Journal
 from .layout import Layout
 from .platforms.base import Backend, Change, file_change
@@ -17,7 +17,16 @@ from .platforms.base import Backend, Change, file_change
 @dataclass
 class Plan:
     changes: List[Change] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Two targets in one file would each be computed from the same old bytes, and the
+        # second write would silently undo the first.
+        seen: Dict[str, str] = {}
+        for c in self.changes:
+            if c.key in seen:
+                raise UsageError(f"{seen[c.key]} and {c.label} both name {c.key}; "
+                                 "give each target its own file")
+            seen[c.key] = c.label
 
     @property
     def pending(self) -> List[Change]:
@@ -54,6 +63,19 @@ def foreign_fips_dirs(layout: Layout, search_path: Optional[str]) -> List[str]:
 
 
 # --- the server's own FIPS switch (ORS: [scxml] fips-enabled) ----------------------------
+
+def get_ini_value(text: str, section: str, key: str) -> Optional[str]:
+    current = None
+    for line in text.splitlines():
+        m = re.match(r"\s*\[\s*([^\]]+?)\s*\]", line)
+        if m:
+            current = m.group(1)
+            continue
+        m = re.match(r"\s*([^=\s]+)\s*=\s*(.*?)\s*$", line)
+        if current == section and m and m.group(1) == key:
+            return m.group(2)
+    return None
+
 
 def set_ini_value(text: str, section: str, key: str, value: str) -> str:
     """Set `key` in `[section]`, keeping every other byte of the file."""
@@ -93,10 +115,15 @@ def switch_change(layout: Layout, enabled: bool) -> Optional[Change]:
         raise FipsbootError(f"fips-switch file {switch.file} does not exist",
                             "fix [server] fips-switch in the profile")
     value = "true" if enabled else "false"
-    new = set_ini_value(old.decode("utf-8"), switch.section, switch.key, value).encode("utf-8")
+    # surrogateescape: whatever the file's encoding, every byte we don't change comes back.
+    text = old.decode("utf-8", "surrogateescape")
+    new = set_ini_value(text, switch.section, switch.key, value).encode("utf-8", "surrogateescape")
     label = f"fips-switch:{switch.file}[{switch.section}]{switch.key}"
-    return file_change(path, label, old, new, fsutil.digest(old), fsutil.digest(new),
-                       {f"{switch.section}/{switch.key}": [None, value]})
+    now = get_ini_value(text, switch.section, switch.key)
+    # Only the switch is fipsboot's: an edit elsewhere in the server's file is no conflict.
+    return file_change(path, label, old, new, fsutil.digest((now or "").encode()),
+                       fsutil.digest(value.encode()),
+                       {f"{switch.section}/{switch.key}": [now, value]})
 
 
 def switch_reminder(layout: Layout, enabled: bool) -> List[str]:

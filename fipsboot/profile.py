@@ -129,6 +129,8 @@ def parse(raw: dict, source: Path) -> Profile:
     if not isinstance(raw.get("server"), dict):
         raise ProfileError(f"{source}: [server] table is required")
     server = _Reader(source, raw["server"], "server", SERVER_KEYS)
+    if not isinstance(raw.get("account", {}), dict):
+        raise ProfileError(f"{source}: [account] must be a table")
     account = _Reader(source, raw.get("account", {}), "account", ACCOUNT_KEYS)
 
     platform = server.get("platform", str, host_platform())
@@ -155,6 +157,12 @@ def parse(raw: dict, source: Path) -> Profile:
     install_dir = absolute("install-dir", install_dir, None)
     fips_module = absolute("fips-module", server.get("fips-module", str, defaults["fips-module"]),
                            install_dir)
+    expected = PurePosixPath(defaults["fips-module"]).name
+    if pure(fips_module).name.lower() != expected:
+        # OpenSSL loads <OPENSSL_MODULES>/fips.so whatever the profile says: a module of
+        # another name would be MAC-checked while a different file is loaded.
+        server.fail("fips-module", f"must be a file named {expected} (OpenSSL loads the fips "
+                                   f"provider by that name), got {fips_module!r}")
     openssl = absolute("openssl", server.get("openssl", str, defaults["openssl"]), install_dir)
     lib_dirs = tuple(absolute("lib-dirs", d, install_dir)
                      for d in server.get("lib-dirs", list, defaults["lib-dirs"]))

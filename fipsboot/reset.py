@@ -1,6 +1,7 @@
 """`fipsboot reset` (non-FIPS mode) and `fipsboot rollback` (back to before a checkpoint)."""
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 from . import environ, plan, verify
@@ -21,11 +22,12 @@ def reset(profile, dry_run: bool = False, force: bool = False, purge: bool = Fal
     backend = backend_for(profile)
     journal = Journal.for_installation(profile.install_dir, backend.stores())
     result: dict = {"command": "reset", "dry_run": dry_run, "notes": []}
-    with journal.lock():
+    with journal.lock() if not dry_run else contextlib.nullcontext():
         if not dry_run:
             recovered = journal.recover()
             if recovered:
-                result["notes"].append(f"finished an interrupted {recovered['command']}")
+                result["notes"].append(f"finished an interrupted {recovered['command']} "
+                                       f"(checkpoint {recovered['id']})")
         changes = plan.target_changes(layout, backend, environ.NONFIPS, journal)
         switch = plan.switch_change(layout, False)
         if switch is not None:
@@ -67,17 +69,14 @@ def checkpoints(profile) -> dict:
 def rollback(profile, to: Optional[int] = None, dry_run: bool = False,
              force: bool = False) -> dict:
     journal = open_journal(profile)
+    if dry_run:
+        target = journal.rollback_target(to)
+        doomed = [c for c in reversed(journal.checkpoints) if c["id"] >= target]
+        return {"command": "rollback", "dry_run": True, "status": "dry-run",
+                "would_undo": [{"id": c["id"], "command": c["command"],
+                                "restores": [e["key"] for e in c["entries"]]} for c in doomed],
+                "edited_since": [e["key"] for e in journal.edits_lost_by(target)]}
     with journal.lock():
-        if dry_run:
-            ids = [c["id"] for c in journal.checkpoints]
-            if not ids:
-                raise FipsbootError("nothing to roll back: the journal has no checkpoint")
-            target = ids[-1] if to is None else to
-            doomed = [c for c in reversed(journal.checkpoints) if c["id"] >= target]
-            return {"command": "rollback", "dry_run": True, "status": "dry-run",
-                    "would_undo": [{"id": c["id"], "command": c["command"],
-                                    "restores": [e["key"] for e in c["entries"]]} for c in doomed],
-                    "edited_since": [e["key"] for e in journal.edits_lost_by(target)]}
         undone = journal.rollback(to, force=force)
         restored = [Change(e["kind"], e["key"], e["key"], None, True, None, "")
                     for c in undone for e in c["entries"] if e["kind"] != "dir"]

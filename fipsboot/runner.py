@@ -105,7 +105,7 @@ def prepare(profile, argv: List[str], base: Optional[Mapping[str, str]] = None) 
     if not argv:
         raise UsageError("no server command given: fipsboot run --profile P -- SERVER [ARGS...]")
     layout = resolve(profile)
-    journal = Journal(Journal.for_installation(profile.install_dir).folder)
+    journal = Journal.for_installation(profile.install_dir)
     if not journal.exists or journal.mode is None:
         raise UsageError(f"no fipsboot journal for {profile.install_dir}: run `fipsboot install "
                          f"--profile {profile.source}` (or `reset`) first")
@@ -128,7 +128,12 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
             print("exec: " + " ".join(argv))
         return 0
     if mode == environ.FIPS:
-        checks = verdict(layout, env, job["journal"])
+        try:
+            checks = verdict(layout, env, job["journal"])
+        except Exception as e:  # fail closed: whatever went wrong, the server does not start
+            log_refusal(f"fipsboot: not starting {argv[0]}: verification could not complete: "
+                        f"{type(e).__name__}: {e}")
+            return EXIT_REFUSED
         bad = [c for c in checks if not c.ok]
         if bad:
             first = bad[0]

@@ -12,7 +12,7 @@ from typing import Dict, Iterable, List, Mapping, Optional
 
 from . import environ, fipsmodule, fsutil, opensslcnf, processenv
 from .errors import FipsbootError
-from .layout import Layout, config_path
+from .layout import Layout
 
 if False:  # for annotations only: the wrapper's warm path starts no process
     from .openssl import OpenSSL
@@ -112,7 +112,7 @@ INCLUDE_RE = re.compile(r"^\s*\.include\s*=?\s*(.*?)\s*$", re.M)
 
 def check_openssl_cnf(layout: Layout) -> Check:
     try:
-        text = layout.host(layout.openssl_cnf).read_text(encoding="utf-8")
+        text = layout.host(layout.openssl_cnf).read_text(encoding="utf-8", errors="replace")
     except OSError as e:
         return failed("openssl.cnf", str(e), REINSTALL)
     problems = []
@@ -121,9 +121,8 @@ def check_openssl_cnf(layout: Layout) -> Check:
                         "back to the non-FIPS default provider")
     raw_includes = INCLUDE_RE.findall(text)
     includes = [opensslcnf.unescape(m) for m in raw_includes]
-    want = config_path(layout.fipsmodule_cnf)
-    # A backslash that escapes nothing fipsboot escapes is a Windows separator OpenSSL eats.
-    if any(re.search(r"\\[^\\$#\"']", m) for m in raw_includes):
+    want = layout.config_path(layout.fipsmodule_cnf)
+    if any(opensslcnf.has_stray_backslash(m) for m in raw_includes):
         problems.append("the .include uses backslashes, which OpenSSL reads as escapes: "
                         "write the path with forward slashes")
     elif want not in includes:
@@ -215,6 +214,9 @@ def providers_check(listing, label: str = "") -> Check:
                       "integrity check, its module-mac is stale, a fipsmodule.cnf value is bad, "
                       "or OPENSSL_MODULES does not name its folder); `openssl list -provider "
                       "fips -providers` shows the reason", REINSTALL, providers=details)
+    if "FIPS" not in fips.fields.get("name", "").upper():
+        return failed("providers", f"the provider loaded as fips is {fips.fields.get('name')!r}"
+                      f"{where}, not a FIPS provider", REINSTALL, providers=details)
     if not fips.active:
         return failed("providers", f"the fips provider is {fips.fields.get('status')}{where}",
                       REINSTALL, providers=details)

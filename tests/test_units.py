@@ -118,7 +118,8 @@ def test_windows_layout_renders_forward_slashes_and_native_values():
                                 "install-dir": "C:\\GCTI\\ORS 8.1.401.11",
                                 "config-dir": "C:\\GCTI\\ORS_FIPS_CFG"}}, Path("/p.toml"))
     layout = resolve(profile)
-    assert ".include C:/GCTI/ORS_FIPS_CFG/fipsmodule.cnf" in opensslcnf.render(layout.fipsmodule_cnf)
+    cnf = opensslcnf.render(layout, layout.fipsmodule_cnf)
+    assert ".include C:/GCTI/ORS_FIPS_CFG/fipsmodule.cnf" in cnf
     assert environ.values(layout, environ.FIPS) == {
         "OPENSSL_CONF": "C:\\GCTI\\ORS_FIPS_CFG\\openssl.cnf",
         "OPENSSL_MODULES": "C:\\GCTI\\ORS 8.1.401.11\\fips"}

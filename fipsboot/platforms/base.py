@@ -36,7 +36,7 @@ class Change:
     managed_new: str  # digest of fipsboot's part after the change
     variables: Dict[str, List[Optional[str]]] = field(default_factory=dict)  # name: [old, new]
     notes: List[str] = field(default_factory=list)
-    mode: int = 0o644
+    mode: Optional[int] = None  # None: keep the file's mode (0644 for a new file)
 
     @property
     def changed(self) -> bool:

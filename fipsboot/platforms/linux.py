@@ -33,7 +33,8 @@ def sh_unquote(raw: str) -> str:
     while i < len(raw):
         c = raw[i]
         if c == "'":
-            end = raw.index("'", i + 1)
+            end = raw.find("'", i + 1)
+            end = len(raw) if end < 0 else end  # unterminated: sh would refuse; take the rest
             out.append(raw[i + 1:end])
             i = end + 1
         elif c == '"':
