@@ -6,6 +6,7 @@ EXIT_FAILED = 1  # the step failed; nothing was changed (or everything was rolle
 EXIT_USAGE = 2  # bad command line or profile; nothing was touched
 EXIT_CONFLICT = 3  # a managed file was edited by hand; --force overwrites and keeps a copy
 EXIT_BUSY = 4  # another fipsboot holds this installation's lock
+EXIT_FOLLOW_UP = 5  # the change is made, but what must follow it failed (daemon-reload); rerun
 EXIT_REFUSED = 78  # `run`: verification failed, the server was not started (EX_CONFIG)
 
 
@@ -31,6 +32,10 @@ class HandEditError(FipsbootError):
 
 class BusyError(FipsbootError):
     exit_code = EXIT_BUSY
+
+
+class FollowUpError(FipsbootError):
+    exit_code = EXIT_FOLLOW_UP
 
 
 class OpenSSLError(FipsbootError):

@@ -124,6 +124,7 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
             if recovered:
                 result["notes"].append(f"rolled back an interrupted {recovered['command']} "
                                        f"(checkpoint {recovered['id']}) first")
+            result["notes"] += plan.follow_up(journal, backend)
         result["versions"] = preflight(layout)
         reuse = reusable_fipsmodule(layout, journal)
         module_path = layout.host(layout.fipsmodule_cnf)
@@ -162,7 +163,7 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
         checkpoint = plan.apply(journal, "install", the_plan, environ.FIPS, extra={
             "fipsinstall-options": list(profile.fipsinstall_options),
             "ld_dirs": environ.lead_dirs(layout, environ.FIPS)}, prove=prove_final)
-        result["notes"] += backend.after_apply(the_plan.changes)
+        result["notes"] += plan.follow_up(journal, backend)
         result["notes"] += plan.switch_reminder(layout, True)
         return {**result, "status": "installed", "checkpoint": checkpoint, "plan": the_plan}
 

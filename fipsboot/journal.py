@@ -119,6 +119,15 @@ class Journal:
         return self.data["checkpoints"]
 
     @contextlib.contextmanager
+    def set_extra(self, key: str, value: Any) -> None:
+        """Record (or, with None, forget) a fact outside any checkpoint."""
+        if value is None:
+            self.extra.pop(key, None)
+        else:
+            self.extra[key] = value
+        self._save()
+
+    @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """One fipsboot at a time; the journal is re-read once the lock is held, so nothing
         another command saved meanwhile is overwritten."""

@@ -153,6 +153,25 @@ def refuse_hand_edits(changes: List[Change], journal: Journal, force: bool) -> N
                             "copy is kept in the journal, `fipsboot rollback` brings it back)")
 
 
+# What must follow a change (systemd's daemon-reload, Windows' WM_SETTINGCHANGE) is recorded
+# in the same commit as the change, and forgotten only once it has run: a kill or a failure
+# in between is retried by the next command.
+FOLLOW_UP = "follow-up-pending"
+
+
+def follow_up(journal: Journal, backend: Backend, changed=None) -> List[str]:
+    """Run the backend's follow-up for `changed` ([kind, key] pairs) plus anything pending."""
+    pending = [*journal.extra.get(FOLLOW_UP, []), *(changed or [])]
+    if not pending:
+        return []
+    if changed:
+        journal.set_extra(FOLLOW_UP, pending)
+    stubs = [Change(kind, key, key, None, True, None, "") for kind, key in pending]
+    notes = backend.after_apply(stubs)  # raises FollowUpError: stays pending
+    journal.set_extra(FOLLOW_UP, None)
+    return notes
+
+
 def apply(journal: Journal, command: str, plan: Plan, mode: str,
           extra: Optional[Dict] = None, prove: Optional[Callable[[], None]] = None) -> Optional[int]:
     """Apply every pending change in one checkpoint; any exception restores all of them."""
@@ -175,5 +194,7 @@ def apply(journal: Journal, command: str, plan: Plan, mode: str,
                 managed.pop(c.key, None)
             else:
                 managed[c.key] = c.managed_new
-        txn.commit(mode=mode, managed=managed, extra={**journal.extra, **(extra or {})})
+        pending = [*journal.extra.get(FOLLOW_UP, []), *([c.kind, c.key] for c in plan.pending)]
+        txn.commit(mode=mode, managed=managed,
+                   extra={**journal.extra, **(extra or {}), FOLLOW_UP: pending})
         return txn.checkpoint["id"] if txn.checkpoint in journal.checkpoints else None

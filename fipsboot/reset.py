@@ -10,7 +10,6 @@ from .journal import Journal
 from .layout import resolve
 from .openssl import OpenSSL
 from .platforms import backend_for
-from .platforms.base import Change
 
 
 def open_journal(profile) -> Journal:
@@ -28,6 +27,7 @@ def reset(profile, dry_run: bool = False, force: bool = False, purge: bool = Fal
             if recovered:
                 result["notes"].append(f"finished an interrupted {recovered['command']} "
                                        f"(checkpoint {recovered['id']})")
+            result["notes"] += plan.follow_up(journal, backend)
         changes = plan.target_changes(layout, backend, environ.NONFIPS, journal)
         switch = plan.switch_change(layout, False)
         if switch is not None:
@@ -53,7 +53,7 @@ def reset(profile, dry_run: bool = False, force: bool = False, purge: bool = Fal
                                     "Nothing was changed.")
 
         checkpoint = plan.apply(journal, "reset", the_plan, environ.NONFIPS, prove=prove_nonfips)
-        result["notes"] += backend.after_apply(the_plan.changes)
+        result["notes"] += plan.follow_up(journal, backend)
         result["notes"] += plan.switch_reminder(layout, False)
         return {**result, "status": "reset", "checkpoint": checkpoint, "plan": the_plan}
 
@@ -78,9 +78,10 @@ def rollback(profile, to: Optional[int] = None, dry_run: bool = False,
                 "edited_since": [e["key"] for e in journal.edits_lost_by(target)]}
     with journal.lock():
         undone = journal.rollback(to, force=force)
-        restored = [Change(e["kind"], e["key"], e["key"], None, True, None, "")
-                    for c in undone for e in c["entries"] if e["kind"] != "dir"]
+        restored = [[e["kind"], e["key"]] for c in undone for e in c["entries"]
+                    if e["kind"] != "dir"]
+        notes = plan.follow_up(journal, backend_for(profile), restored)
         return {"command": "rollback", "dry_run": False, "status": "rolled-back",
-                "mode": journal.mode, "notes": backend_for(profile).after_apply(restored),
+                "mode": journal.mode, "notes": notes,
                 "undone": [{"id": c["id"], "command": c["command"],
                             "restored": [e["key"] for e in c["entries"]]} for c in undone]}

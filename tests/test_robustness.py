@@ -170,3 +170,31 @@ def test_forced_rollback_keeps_an_edited_registry_value(state_dir):
         assert kept and "C:\\\\by-hand.cnf" in kept[0].read_text()
     finally:
         winregistry.set_registry(previous)
+
+
+def test_a_failed_daemon_reload_is_retried_by_the_next_run(installation30, tmp_path):
+    """systemd running (a stand-in): the reload fails once, install exits 5 with the files
+    written; the next run, with nothing else to do, retries the reload and exits 0."""
+    inst = installation30
+    runtime, bin_dir = tmp_path / "run-systemd", tmp_path / "bin"
+    runtime.mkdir()
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    fail_once = tmp_path / "fail-once"
+    fail_once.write_text("")
+    (bin_dir / "systemctl").write_text(
+        f'#!/bin/sh\necho "$@" >> "{calls}"\n'
+        f'if [ -e "{fail_once}" ]; then rm "{fail_once}"; echo "bus error" >&2; exit 1; fi\n')
+    (bin_dir / "systemctl").chmod(0o755)
+    env = {"FIPSBOOT_TEST_SYSTEMD_RUNTIME": str(runtime),
+           "PATH": f"{bin_dir}:{__import__('os').environ['PATH']}"}
+    profile = inst.write_profile()
+    r = fipsboot("install", "--profile", str(profile), env=env, check=5)
+    assert "daemon-reload" in r.stderr and "bus error" in r.stderr
+    assert inst.dropin.exists()
+    r = fipsboot("install", "--profile", str(profile), "--json", env=env, check=0)
+    out = json.loads(r.stdout)
+    assert out["status"] == "unchanged" and "ran `systemctl daemon-reload`" in out["notes"]
+    assert calls.read_text().splitlines() == ["daemon-reload", "daemon-reload"]
+    fipsboot("install", "--profile", str(profile), env=env, check=0)
+    assert len(calls.read_text().splitlines()) == 2  # nothing pending, nothing changed

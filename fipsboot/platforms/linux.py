@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Tuple
 
 from .. import fsutil
 from ..environ import VARIABLES
-from ..errors import FipsbootError
+from ..errors import FipsbootError, FollowUpError
 from .base import Backend, Change, EnvTarget, Values, file_change, values_digest
 
 DROPIN_NAME = "50-fipsboot.conf"
@@ -274,11 +274,16 @@ class LinuxBackend(Backend):
         import shutil
         import subprocess
 
-        if not Path("/run/systemd/system").is_dir() or not shutil.which("systemctl"):
+        # sd_booted(3): systemd is the running init when this folder exists. Tests point the
+        # check at a folder of their own (with a stand-in systemctl on PATH).
+        booted = Path(os.environ.get("FIPSBOOT_TEST_SYSTEMD_RUNTIME", "/run/systemd/system"))
+        if not booted.is_dir() or not shutil.which("systemctl"):
             return ["systemd is not the running init here: `systemctl daemon-reload` skipped"]
         r = subprocess.run(["systemctl", "daemon-reload"], capture_output=True, text=True)
         if r.returncode:
-            return [f"`systemctl daemon-reload` failed: {r.stderr.strip()}"]
+            raise FollowUpError(f"the files are written, but `systemctl daemon-reload` failed: "
+                                f"{r.stderr.strip()}", "run the same fipsboot command again "
+                                "(it retries the reload), or `systemctl daemon-reload` by hand")
         return ["ran `systemctl daemon-reload`"]
 
     def launch(self, argv: List[str], env: Dict[str, str]) -> int:
