@@ -28,8 +28,10 @@ from pathlib import Path
 PINNED = {"3.0": "3.0.22", "3.5": "3.5.7"}
 # Where each line lives in Debian's archive, for `apt-get source` with a private config.
 DEBIAN_SUITES = {
-    "3.0": "deb-src http://deb.debian.org/debian-security bookworm-security main",
-    "3.5": "deb-src http://deb.debian.org/debian trixie main",
+    "3.0": "deb-src http://deb.debian.org/debian-security bookworm-security main\n"
+           "deb-src http://deb.debian.org/debian bookworm main",
+    "3.5": "deb-src http://deb.debian.org/debian-security trixie-security main\n"
+           "deb-src http://deb.debian.org/debian trixie main",
 }
 UPSTREAM = "https://github.com/openssl/openssl/releases/download/openssl-{v}/openssl-{v}.tar.gz"
 LINUX_TOOLS = {"gcc": "gcc", "make": "make", "perl": "perl"}
@@ -126,12 +128,26 @@ def tarball_from_apt(line: str, work: Path) -> Path | None:
     ]
     try:
         subprocess.run(["apt-get", *opts, "update", "-qq"], check=True, timeout=300)
-        subprocess.run(["apt-get", *opts, "source", "--download-only", "openssl"],
-                       cwd=root / "src", check=True, timeout=600)
+        shown = subprocess.run(["apt-cache", *opts, "showsrc", "openssl"], check=True,
+                               capture_output=True, text=True, timeout=120).stdout
     except (subprocess.SubprocessError, OSError) as e:
-        log(f"apt-get source for {line} failed: {e}")
+        log(f"apt-get update for {line} failed: {e}")
         return None
-    return tarball_from_dir(root / "src", line)
+    # Newest first; a mirror's index can name a version its pool no longer (or not yet) has.
+    versions = sorted(set(re.findall(r"^Version: (\S+)", shown, re.M)), reverse=True,
+                      key=lambda v: [int(x) if x.isdigit() else 0 for x in re.split(r"\D+", v)])
+    for version in versions:
+        if not version.startswith(line + "."):
+            continue
+        r = subprocess.run(["apt-get", *opts, "source", "--download-only", f"openssl={version}"],
+                           cwd=root / "src", capture_output=True, text=True, timeout=600)
+        # The orig tarball is all the build needs (apt checked it against the signed .dsc);
+        # a missing .debian.tar or .asc on the mirror does not matter.
+        found = tarball_from_dir(root / "src", line)
+        if found:
+            return found
+        log(f"apt-get source openssl={version} failed: {r.stderr.strip().splitlines()[-1:]}")
+    return None
 
 
 def tarball_from_upstream(line: str, work: Path) -> Path | None:
