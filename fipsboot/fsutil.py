@@ -34,7 +34,10 @@ def refuse_symlink(path: Path) -> None:
                             "real file")
 
 
-def atomic_write(path: Path, data: bytes, mode: Optional[int] = None) -> None:
+def atomic_write(path: Path, data: bytes, mode: Optional[int] = None,
+                 exact_mode: bool = False) -> None:
+    """Write `data` to `path` atomically. The mode is kept (or set), minus group and world
+    write, except with `exact_mode`: a rollback puts back exactly what was there."""
     refuse_symlink(path)
     try:
         old = path.stat()
@@ -42,7 +45,8 @@ def atomic_write(path: Path, data: bytes, mode: Optional[int] = None) -> None:
         old = None
     if mode is None:
         mode = stat.S_IMODE(old.st_mode) if old else 0o644
-    mode &= ~0o022  # never group- or world-writable
+    if not exact_mode:
+        mode &= ~0o022  # never group- or world-writable
     import tempfile  # here, not at the top: the wrapper's warm path never writes
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".fipsboot-tmp", dir=path.parent)
     try:

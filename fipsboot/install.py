@@ -59,6 +59,9 @@ def staging(layout: Layout) -> Iterator[tuple]:
     name = ".fipsboot-staging"
     host = layout.host(layout.config_dir) / name
     native = str(layout.profile.pure_path(layout.config_dir) / name)
+    if host.exists() and not host.is_dir():
+        raise FipsbootError(f"{host} is in the way of fipsboot's staging folder",
+                            "move that file elsewhere")
     shutil.rmtree(host, ignore_errors=True)
     host.mkdir(mode=0o700)
     try:
@@ -124,13 +127,16 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
             if recovered:
                 result["notes"].append(f"rolled back an interrupted {recovered['command']} "
                                        f"(checkpoint {recovered['id']}) first")
-            result["notes"] += plan.follow_up(journal, backend)
         result["versions"] = preflight(layout)
         reuse = reusable_fipsmodule(layout, journal)
         module_path = layout.host(layout.fipsmodule_cnf)
         final_cnf = opensslcnf.render(layout, layout.fipsmodule_cnf).encode()
 
         if dry_run:
+            if journal.checkpoints and journal.checkpoints[-1]["status"] != "done":
+                result["notes"].append(
+                    f"an interrupted {journal.checkpoints[-1]['command']} is in the journal: the "
+                    "real run first rolls it back, so the files may differ from what is shown")
             module_bytes = fsutil.read(module_path) if reuse else b"(new output of fipsinstall)"
             the_plan = build_plan(layout, backend, journal, final_cnf, module_bytes)
             if not reuse:
@@ -154,6 +160,7 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
         the_plan = build_plan(layout, backend, journal, final_cnf, module_bytes)
         plan.refuse_hand_edits(the_plan.changes, journal, force)
         if not the_plan.pending and journal.mode == environ.FIPS:
+            result["notes"] += plan.follow_up(journal, backend)
             return {**result, "status": "unchanged", "plan": the_plan}
 
         def prove_final() -> None:

@@ -64,7 +64,9 @@ def installation_key(install_dir: str) -> str:
 class Journal:
     def __init__(self, folder: Path, stores: Optional[Dict[str, Store]] = None):
         self.folder = folder
-        self.stores = dict(stores or {})
+        from .inifile import STORE, IniStore
+
+        self.stores = {STORE: IniStore(), **(stores or {})}
         self.data = self._load()
 
     @classmethod
@@ -82,14 +84,27 @@ class Journal:
                                 "run as the user who ran `fipsboot install`, or let this "
                                 "account read the state folder") from None
         if raw is None:
-            return {"format": FORMAT, "mode": None, "managed": {}, "extra": {}, "checkpoints": []}
+            return {"format": FORMAT, "mode": None, "managed": {}, "extra": {}, "checkpoints": [],
+                    "follow_up": []}
         try:
             data = json.loads(raw)
         except ValueError as e:
             raise FipsbootError(f"journal {self.folder / 'journal.json'} is unreadable: {e}") from None
-        if data.get("format") != FORMAT:
-            raise FipsbootError(f"journal {self.folder} has format {data.get('format')}, "
-                                f"this fipsboot reads {FORMAT}")
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise FipsbootError(f"journal {self.folder} is not in the format this fipsboot reads "
+                                f"({FORMAT})")
+        data.setdefault("follow_up", [])
+        shape = {"mode": (str, type(None)), "managed": dict, "extra": dict, "checkpoints": list,
+                 "follow_up": list}
+        bad = [k for k, t in shape.items() if not isinstance(data.get(k), t)]
+        bad += [f"checkpoint {c!r:.40}" for c in data.get("checkpoints") or []
+                if not (isinstance(c, dict) and {"id", "command", "status", "entries", "before"}
+                        <= set(c))]
+        if bad:
+            raise FipsbootError(f"journal {self.folder / 'journal.json'} is damaged ({', '.join(bad)}); "
+                                "nothing was changed",
+                                "restore it from a backup, or move the folder aside to start over "
+                                "(fipsboot then no longer knows what it wrote)")
         return data
 
     def _save(self) -> None:
@@ -118,14 +133,22 @@ class Journal:
     def checkpoints(self) -> List[dict]:
         return self.data["checkpoints"]
 
-    @contextlib.contextmanager
-    def set_extra(self, key: str, value: Any) -> None:
-        """Record (or, with None, forget) a fact outside any checkpoint."""
-        if value is None:
-            self.extra.pop(key, None)
-        else:
-            self.extra[key] = value
+    @property
+    def follow_up(self) -> List[List[str]]:
+        """[kind, key] of changes whose follow-up (daemon-reload, WM_SETTINGCHANGE) has not
+        run yet. Recorded in the same save as the change or the undo, so a kill in between
+        loses nothing; outside the checkpoints' snapshots, so a rollback doesn't drop it."""
+        return self.data["follow_up"]
+
+    def follow_up_done(self, done: List[List[str]]) -> None:
+        self.data["follow_up"] = [k for k in self.follow_up if k not in done]
         self._save()
+
+    def _need_follow_up(self, entries: List[dict]) -> None:
+        for entry in entries:
+            item = [entry["kind"], entry["key"]]
+            if entry["kind"] != "dir" and item not in self.follow_up:
+                self.follow_up.append(item)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -265,13 +288,14 @@ class Journal:
                 else:
                     data = (self.folder / "backups" / entry["backup"]).read_bytes()
                     if fsutil.read(path) != data:
-                        fsutil.atomic_write(path, data, entry["mode"])
+                        fsutil.atomic_write(path, data, entry["mode"], exact_mode=True)
                     elif entry["mode"] is not None and os.name == "posix":
                         os.chmod(path, entry["mode"])
             else:
                 self.stores[entry["kind"]].set(entry["key"], entry["before"])
         for key, value in cp["before"].items():
             self.data[key] = value
+        self._need_follow_up(cp["entries"])
         self.checkpoints.remove(cp)
         self._save()
         import shutil
@@ -361,6 +385,7 @@ class Transaction:
         for key, value in state.items():
             self.journal.data[key] = value
         self._committed = True
+        self.journal._need_follow_up(self.checkpoint["entries"])
         if not self.checkpoint["entries"] and self.checkpoint["before"] == self.journal._state():
             self.journal.checkpoints.remove(self.checkpoint)  # nothing happened: no checkpoint
         else:

@@ -2,12 +2,12 @@
 application, shared by install and reset."""
 from __future__ import annotations
 
-import re
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from . import environ, fsutil
+from . import environ, fsutil, inifile
 from .errors import FipsbootError, HandEditError, UsageError
 from .journal import Journal
 from .layout import Layout
@@ -23,10 +23,11 @@ class Plan:
         # second write would silently undo the first.
         seen: Dict[str, str] = {}
         for c in self.changes:
-            if c.key in seen:
-                raise UsageError(f"{seen[c.key]} and {c.label} both name {c.key}; "
+            where = _real_path(c)
+            if where in seen:
+                raise UsageError(f"{seen[where]} and {c.label} both name {where}; "
                                  "give each target its own file")
-            seen[c.key] = c.label
+            seen[where] = c.label
 
     @property
     def pending(self) -> List[Change]:
@@ -36,6 +37,14 @@ class Plan:
         return [{"target": c.label, "path": c.key, "action": c.action,
                  "variables": {k: {"old": v[0], "new": v[1]} for k, v in c.variables.items()},
                  "notes": c.notes} for c in self.changes]
+
+
+def _real_path(change: Change) -> str:
+    if change.kind == "file":
+        return os.path.realpath(change.key)
+    if change.kind == inifile.STORE:
+        return os.path.realpath(inifile.path_of(change.key))
+    return change.key
 
 
 def whole_file(path: Path, label: str, new: Optional[bytes]) -> Change:
@@ -64,66 +73,23 @@ def foreign_fips_dirs(layout: Layout, search_path: Optional[str]) -> List[str]:
 
 # --- the server's own FIPS switch (ORS: [scxml] fips-enabled) ----------------------------
 
-def get_ini_value(text: str, section: str, key: str) -> Optional[str]:
-    current = None
-    for line in text.splitlines():
-        m = re.match(r"\s*\[\s*([^\]]+?)\s*\]", line)
-        if m:
-            current = m.group(1)
-            continue
-        m = re.match(r"\s*([^=\s]+)\s*=\s*(.*?)\s*$", line)
-        if current == section and m and m.group(1) == key:
-            return m.group(2)
-    return None
-
-
-def set_ini_value(text: str, section: str, key: str, value: str) -> str:
-    """Set `key` in `[section]`, keeping every other byte of the file."""
-    lines = text.splitlines(keepends=True)
-    current, insert_at = None, None
-    for i, line in enumerate(lines):
-        m = re.match(r"\s*\[\s*([^\]]+?)\s*\]", line)
-        if m:
-            if current == section and insert_at is None:
-                insert_at = i
-            current = m.group(1)
-            continue
-        m = re.match(r"(\s*)([^=\s]+)(\s*=\s*)(.*?)(\s*)$", line.rstrip("\r\n"))
-        if current == section and m and m.group(2) == key:
-            ending = line[len(line.rstrip("\r\n")):]
-            lines[i] = m.group(1) + key + m.group(3) + value + m.group(5) + ending
-            return "".join(lines)
-    if current == section and insert_at is None:
-        insert_at = len(lines)
-    if insert_at is None:
-        if lines and not lines[-1].endswith("\n"):
-            lines[-1] += "\n"
-        return "".join(lines) + f"[{section}]\n{key} = {value}\n"
-    if insert_at and not lines[insert_at - 1].endswith("\n"):
-        lines[insert_at - 1] += "\n"
-    lines.insert(insert_at, f"{key} = {value}\n")
-    return "".join(lines)
-
-
 def switch_change(layout: Layout, enabled: bool) -> Optional[Change]:
+    """The server's switch as a journaled value (not a file): only that value is fipsboot's,
+    so an edit elsewhere in the server's file is neither a conflict nor undone by rollback."""
     switch = layout.profile.fips_switch
     if switch is None:
         return None
     path = layout.host(switch.file)
-    old = fsutil.read(path)
-    if old is None:
+    if not path.is_file():
         raise FipsbootError(f"fips-switch file {switch.file} does not exist",
                             "fix [server] fips-switch in the profile")
+    key = inifile.store_key(path, switch.section, switch.key)
+    old = inifile.IniStore().get(key)
     value = "true" if enabled else "false"
-    # surrogateescape: whatever the file's encoding, every byte we don't change comes back.
-    text = old.decode("utf-8", "surrogateescape")
-    new = set_ini_value(text, switch.section, switch.key, value).encode("utf-8", "surrogateescape")
+    new = {"value": value, "section": True}  # setting the value creates a missing section
     label = f"fips-switch:{switch.file}[{switch.section}]{switch.key}"
-    now = get_ini_value(text, switch.section, switch.key)
-    # Only the switch is fipsboot's: an edit elsewhere in the server's file is no conflict.
-    return file_change(path, label, old, new, fsutil.digest((now or "").encode()),
-                       fsutil.digest(value.encode()),
-                       {f"{switch.section}/{switch.key}": [now, value]})
+    return Change(inifile.STORE, key, label, old, new, fsutil.digest(str(old["value"]).encode()),
+                  fsutil.digest(value.encode()), {f"{switch.section}/{switch.key}": [old["value"], value]})
 
 
 def switch_reminder(layout: Layout, enabled: bool) -> List[str]:
@@ -153,22 +119,16 @@ def refuse_hand_edits(changes: List[Change], journal: Journal, force: bool) -> N
                             "copy is kept in the journal, `fipsboot rollback` brings it back)")
 
 
-# What must follow a change (systemd's daemon-reload, Windows' WM_SETTINGCHANGE) is recorded
-# in the same commit as the change, and forgotten only once it has run: a kill or a failure
-# in between is retried by the next command.
-FOLLOW_UP = "follow-up-pending"
-
-
-def follow_up(journal: Journal, backend: Backend, changed=None) -> List[str]:
-    """Run the backend's follow-up for `changed` ([kind, key] pairs) plus anything pending."""
-    pending = [*journal.extra.get(FOLLOW_UP, []), *(changed or [])]
+def follow_up(journal: Journal, backend: Backend) -> List[str]:
+    """Run what must follow the journal's changes and undos (systemd's daemon-reload,
+    Windows' WM_SETTINGCHANGE), including any an earlier command could not finish. It stays
+    pending until it succeeds: every command retries it."""
+    pending = [list(item) for item in journal.follow_up]
     if not pending:
         return []
-    if changed:
-        journal.set_extra(FOLLOW_UP, pending)
     stubs = [Change(kind, key, key, None, True, None, "") for kind, key in pending]
-    notes = backend.after_apply(stubs)  # raises FollowUpError: stays pending
-    journal.set_extra(FOLLOW_UP, None)
+    notes = backend.after_apply(stubs)  # FollowUpError: stays pending
+    journal.follow_up_done(pending)
     return notes
 
 
@@ -194,7 +154,5 @@ def apply(journal: Journal, command: str, plan: Plan, mode: str,
                 managed.pop(c.key, None)
             else:
                 managed[c.key] = c.managed_new
-        pending = [*journal.extra.get(FOLLOW_UP, []), *([c.kind, c.key] for c in plan.pending)]
-        txn.commit(mode=mode, managed=managed,
-                   extra={**journal.extra, **(extra or {}), FOLLOW_UP: pending})
+        txn.commit(mode=mode, managed=managed, extra={**journal.extra, **(extra or {})})
         return txn.checkpoint["id"] if txn.checkpoint in journal.checkpoints else None

@@ -158,7 +158,8 @@ def parse(raw: dict, source: Path) -> Profile:
     fips_module = absolute("fips-module", server.get("fips-module", str, defaults["fips-module"]),
                            install_dir)
     expected = PurePosixPath(defaults["fips-module"]).name
-    if pure(fips_module).name.lower() != expected:
+    name = pure(fips_module).name
+    if (name.lower() if platform == "windows" else name) != expected:
         # OpenSSL loads <OPENSSL_MODULES>/fips.so whatever the profile says: a module of
         # another name would be MAC-checked while a different file is loaded.
         server.fail("fips-module", f"must be a file named {expected} (OpenSSL loads the fips "

@@ -27,7 +27,6 @@ def reset(profile, dry_run: bool = False, force: bool = False, purge: bool = Fal
             if recovered:
                 result["notes"].append(f"finished an interrupted {recovered['command']} "
                                        f"(checkpoint {recovered['id']})")
-            result["notes"] += plan.follow_up(journal, backend)
         changes = plan.target_changes(layout, backend, environ.NONFIPS, journal)
         switch = plan.switch_change(layout, False)
         if switch is not None:
@@ -43,6 +42,7 @@ def reset(profile, dry_run: bool = False, force: bool = False, purge: bool = Fal
             return {**result, "status": "dry-run", "plan": the_plan}
         plan.refuse_hand_edits(the_plan.changes, journal, force)
         if not the_plan.pending and journal.mode == environ.NONFIPS:
+            result["notes"] += plan.follow_up(journal, backend)
             return {**result, "status": "unchanged", "plan": the_plan}
 
         def prove_nonfips() -> None:
@@ -77,10 +77,13 @@ def rollback(profile, to: Optional[int] = None, dry_run: bool = False,
                                 "restores": [e["key"] for e in c["entries"]]} for c in doomed],
                 "edited_since": [e["key"] for e in journal.edits_lost_by(target)]}
     with journal.lock():
+        if not journal.checkpoints and journal.follow_up and to is None:
+            # Nothing left to undo, but the last rollback's daemon-reload failed: retry it.
+            notes = plan.follow_up(journal, backend_for(profile))
+            return {"command": "rollback", "dry_run": False, "status": "follow-up done",
+                    "mode": journal.mode, "notes": notes, "undone": []}
         undone = journal.rollback(to, force=force)
-        restored = [[e["kind"], e["key"]] for c in undone for e in c["entries"]
-                    if e["kind"] != "dir"]
-        notes = plan.follow_up(journal, backend_for(profile), restored)
+        notes = plan.follow_up(journal, backend_for(profile))
         return {"command": "rollback", "dry_run": False, "status": "rolled-back",
                 "mode": journal.mode, "notes": notes,
                 "undone": [{"id": c["id"], "command": c["command"],

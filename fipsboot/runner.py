@@ -115,7 +115,13 @@ def prepare(profile, argv: List[str], base: Optional[Mapping[str, str]] = None) 
 
 
 def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) -> int:
-    job = prepare(profile, argv)
+    try:
+        job = prepare(profile, argv)
+    except UsageError:
+        raise  # no journal, no server command: exit 2, as documented
+    except Exception as e:  # a damaged journal and the like: fail closed, and say so
+        log_refusal(f"fipsboot: not starting {argv[0] if argv else 'the server'}: {e}")
+        return EXIT_REFUSED
     layout, env, mode = job["layout"], job["env"], job["mode"]
     if dry_run:
         changed = {k: env.get(k) for k in environ.VARIABLES}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -172,29 +173,108 @@ def test_forced_rollback_keeps_an_edited_registry_value(state_dir):
         winregistry.set_registry(previous)
 
 
-def test_a_failed_daemon_reload_is_retried_by_the_next_run(installation30, tmp_path):
-    """systemd running (a stand-in): the reload fails once, install exits 5 with the files
-    written; the next run, with nothing else to do, retries the reload and exits 0."""
-    inst = installation30
+def stand_in_systemctl(tmp_path):
+    """systemd "running": a runtime folder and a systemctl on PATH that logs its calls and
+    fails while the file `fail` exists."""
     runtime, bin_dir = tmp_path / "run-systemd", tmp_path / "bin"
     runtime.mkdir()
     bin_dir.mkdir()
-    calls = tmp_path / "calls"
-    fail_once = tmp_path / "fail-once"
-    fail_once.write_text("")
+    calls, fail = tmp_path / "calls", tmp_path / "fail"
     (bin_dir / "systemctl").write_text(
         f'#!/bin/sh\necho "$@" >> "{calls}"\n'
-        f'if [ -e "{fail_once}" ]; then rm "{fail_once}"; echo "bus error" >&2; exit 1; fi\n')
+        f'if [ -e "{fail}" ]; then echo "bus error" >&2; exit 1; fi\n')
     (bin_dir / "systemctl").chmod(0o755)
     env = {"FIPSBOOT_TEST_SYSTEMD_RUNTIME": str(runtime),
-           "PATH": f"{bin_dir}:{__import__('os').environ['PATH']}"}
+           "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+    def count() -> int:
+        return len(calls.read_text().splitlines()) if calls.exists() else 0
+    return env, fail, count
+
+
+def test_a_failed_daemon_reload_is_retried_by_the_next_run(installation30, tmp_path):
+    """The reload fails once: install exits 5 with the files written; the next run, with
+    nothing else to do, retries the reload and exits 0."""
+    inst = installation30
+    env, fail, count = stand_in_systemctl(tmp_path)
+    fail.write_text("")
     profile = inst.write_profile()
     r = fipsboot("install", "--profile", str(profile), env=env, check=5)
     assert "daemon-reload" in r.stderr and "bus error" in r.stderr
     assert inst.dropin.exists()
+    fail.unlink()
     r = fipsboot("install", "--profile", str(profile), "--json", env=env, check=0)
     out = json.loads(r.stdout)
     assert out["status"] == "unchanged" and "ran `systemctl daemon-reload`" in out["notes"]
-    assert calls.read_text().splitlines() == ["daemon-reload", "daemon-reload"]
+    assert count() == 2
     fipsboot("install", "--profile", str(profile), env=env, check=0)
-    assert len(calls.read_text().splitlines()) == 2  # nothing pending, nothing changed
+    assert count() == 2  # nothing pending, nothing changed
+
+
+def test_a_failed_reload_after_rollback_is_not_lost(installation30, tmp_path):
+    inst = installation30
+    env, fail, count = stand_in_systemctl(tmp_path)
+    profile = inst.write_profile()
+    fipsboot("install", "--profile", str(profile), env=env, check=0)
+    fipsboot("reset", "--profile", str(profile), env=env, check=0)
+    fail.write_text("")
+    fipsboot("rollback", "--profile", str(profile), env=env, check=5)  # undoes the reset
+    fail.unlink()
+    calls_before = count()
+    r = fipsboot("rollback", "--profile", str(profile), "--list", "--json", env=env, check=0)
+    assert [c["command"] for c in json.loads(r.stdout)["checkpoints"]] == ["install"]
+    fipsboot("install", "--profile", str(profile), env=env, check=0)  # unchanged: retries
+    assert count() == calls_before + 1
+
+
+def test_a_killed_rollback_finished_later_reloads_systemd(installation30, tmp_path):
+    inst = installation30
+    env, fail, count = stand_in_systemctl(tmp_path)
+    profile = inst.write_profile()
+    fipsboot("install", "--profile", str(profile), env=env, check=0)
+    fipsboot("reset", "--profile", str(profile), env=env, check=0)
+    before = count()
+    r = fipsboot("rollback", "--profile", str(profile),
+                 env={**env, "FIPSBOOT_TEST_KILL_AT": "2"})
+    assert r.returncode == -9
+    fipsboot("install", "--profile", str(profile), env=env, check=0)
+    assert count() == before + 1
+    assert "OPENSSL_CONF" in inst.dropin.read_text().split("UnsetEnvironment")[0]
+
+
+def test_rollback_puts_back_only_the_switch_in_the_servers_file(installation30):
+    inst = installation30
+    options = inst.root / "ors.cfg"
+    original = b"[log]\nverbose = standard\n"
+    options.write_bytes(original)
+    profile = inst.write_profile(
+        f'fips-switch = {{ file = "{options}", section = "scxml", key = "fips-enabled" }}')
+    fipsboot("install", "--profile", str(profile), check=0)
+    assert options.read_bytes() == original + b"[scxml]\nfips-enabled = true\n"
+    options.write_bytes(options.read_bytes().replace(b"standard", b"debug"))
+    fipsboot("rollback", "--profile", str(profile), check=0)  # not a conflict
+    assert options.read_bytes() == b"[log]\nverbose = debug\n"
+
+
+def test_rollback_restores_modes_exactly(installation30):
+    inst = installation30
+    inst.envfile.write_text("A=1\n")
+    inst.envfile.chmod(0o664)
+    profile = inst.write_profile()
+    fipsboot("install", "--profile", str(profile), check=0)
+    assert inst.envfile.stat().st_mode & 0o777 == 0o644  # never group-writable while managed
+    fipsboot("rollback", "--profile", str(profile), check=0)
+    assert inst.envfile.stat().st_mode & 0o777 == 0o664
+
+
+def test_a_damaged_journal_is_a_message_and_run_fails_closed(installation30, state_dir):
+    inst = installation30
+    profile = inst.write_profile()
+    fipsboot("install", "--profile", str(profile), check=0)
+    (journal,) = state_dir.glob("*/journal.json")
+    journal.write_text('{"format": 1, "mode": "fips"}')
+    for command in ("install", "verify", "reset", "rollback"):
+        r = fipsboot(command, "--profile", str(profile))
+        assert r.returncode == 1 and "damaged" in r.stderr and "Traceback" not in r.stderr
+    r = fipsboot("run", "--profile", str(profile), "--", "true")
+    assert r.returncode == 78 and "damaged" in r.stderr and "Traceback" not in r.stderr

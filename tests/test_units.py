@@ -11,8 +11,8 @@ from conftest import build, sourced
 
 from fipsboot import environ, fipsmodule, opensslcnf
 from fipsboot.errors import FipsbootError
+from fipsboot.inifile import set_value as set_ini_value
 from fipsboot.layout import resolve
-from fipsboot.plan import set_ini_value
 from fipsboot.platforms.linux import (
     EnvFile,
     ProfileBlock,

@@ -281,9 +281,10 @@ class LinuxBackend(Backend):
             return ["systemd is not the running init here: `systemctl daemon-reload` skipped"]
         r = subprocess.run(["systemctl", "daemon-reload"], capture_output=True, text=True)
         if r.returncode:
-            raise FollowUpError(f"the files are written, but `systemctl daemon-reload` failed: "
-                                f"{r.stderr.strip()}", "run the same fipsboot command again "
-                                "(it retries the reload), or `systemctl daemon-reload` by hand")
+            raise FollowUpError(f"the unit files are written, but `systemctl daemon-reload` failed "
+                                f"(systemd has not loaded them yet): {r.stderr.strip()}",
+                                "fix what stops the reload, then run any fipsboot install, "
+                                "reset or rollback again: each retries it until it succeeds")
         return ["ran `systemctl daemon-reload`"]
 
     def launch(self, argv: List[str], env: Dict[str, str]) -> int:
