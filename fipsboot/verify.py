@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional
+from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional
 
 from . import environ, fipsmodule, fsutil, opensslcnf, processenv
 from .errors import FipsbootError
 from .layout import Layout
 
-if False:  # for annotations only: the wrapper's warm path starts no process
+if TYPE_CHECKING:  # imported where used: the wrapper's warm path starts no process
     from .openssl import OpenSSL
 
 REINSTALL = "run `fipsboot install --profile PROFILE` again"
@@ -170,9 +170,9 @@ def check_targets(layout: Layout, targets: Iterable, mode: str, managed: Mapping
         for key, value in want.items():
             if current.get(key) != value:
                 drift.append(f"{target.spec}: {key} is {current.get(key)!r}, expected {value!r}")
-        recorded = managed.get(target.change(want).key)
-        now = target.change(want).managed_now
-        if recorded is not None and now != recorded and not drift:
+        change = target.change(want)
+        recorded = managed.get(change.key)
+        if recorded is not None and change.managed_now != recorded and not drift:
             drift.append(f"{target.spec}: fipsboot's part was edited by hand since it was written")
     if drift:
         return failed("targets", "; ".join(drift), REINSTALL.replace("install", "install --force")
