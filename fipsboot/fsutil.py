@@ -11,7 +11,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Tuple
 
 from .errors import BusyError, FipsbootError
 
@@ -35,7 +35,7 @@ def refuse_symlink(path: Path) -> None:
 
 
 def atomic_write(path: Path, data: bytes, mode: Optional[int] = None,
-                 exact_mode: bool = False) -> None:
+                 exact_mode: bool = False, owner: Optional[Tuple[int, int]] = None) -> None:
     """Write `data` to `path` atomically. The mode is kept (or set), minus group and world
     write, except with `exact_mode`: a rollback puts back exactly what was there."""
     refuse_symlink(path)
@@ -54,8 +54,9 @@ def atomic_write(path: Path, data: bytes, mode: Optional[int] = None,
             f.write(data)
             f.flush()
             os.fchmod(f.fileno(), mode) if hasattr(os, "fchmod") else None
-            if old is not None and hasattr(os, "fchown") and os.geteuid() == 0:
-                os.fchown(f.fileno(), old.st_uid, old.st_gid)
+            keep = (old.st_uid, old.st_gid) if old is not None else owner
+            if keep is not None and hasattr(os, "fchown") and os.geteuid() == 0:
+                os.fchown(f.fileno(), *keep)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

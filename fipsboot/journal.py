@@ -23,7 +23,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Protocol
+from typing import Any, Dict, Iterator, List, Optional, Protocol, Tuple
 
 from . import faults, fsutil
 from .errors import FipsbootError, HandEditError
@@ -339,10 +339,11 @@ class Transaction:
             self._record({"kind": "dir", "key": str(d)})
             d.mkdir(mode=0o755)
 
-    def write_file(self, path: Path, data: bytes, mode: Optional[int] = None) -> None:
+    def write_file(self, path: Path, data: bytes, mode: Optional[int] = None,
+                   owner: Optional[Tuple[int, int]] = None) -> None:
         self._backup_file(path)["after"] = fsutil.digest(data)
         faults.step(f"write {path}")
-        fsutil.atomic_write(path, data, mode)
+        fsutil.atomic_write(path, data, mode, owner=owner)
 
     def remove_file(self, path: Path) -> None:
         self._backup_file(path)["after"] = None

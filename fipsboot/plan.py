@@ -143,7 +143,7 @@ def apply(journal: Journal, command: str, plan: Plan, mode: str,
                     txn.remove_file(path)
                 else:
                     txn.ensure_dir(path.parent)
-                    txn.write_file(path, c.new, c.mode)
+                    txn.write_file(path, c.new, c.mode, c.owner)
             else:
                 txn.set_value(c.kind, c.key, c.new)
         if prove is not None:

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import contents, fipsboot, sourced, tree_snapshot
 
 from fipsboot.journal import Journal
@@ -278,3 +281,39 @@ def test_a_damaged_journal_is_a_message_and_run_fails_closed(installation30, sta
         assert r.returncode == 1 and "damaged" in r.stderr and "Traceback" not in r.stderr
     r = fipsboot("run", "--profile", str(profile), "--", "true")
     assert r.returncode == 78 and "damaged" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.fixture
+def login_account(tmp_path):
+    """A real account in the account database (root only), removed afterwards."""
+    if os.geteuid() != 0 or not shutil.which("useradd"):
+        pytest.skip("needs root and useradd to create a test account")
+    name = f"fbt{os.getpid() % 100000}"
+    home = tmp_path / "home of user"
+    subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/bin/bash", name], check=True)
+    home.mkdir()
+    entry = pwd.getpwnam(name)
+    os.chown(home, entry.pw_uid, entry.pw_gid)
+    yield entry
+    subprocess.run(["userdel", name], check=False)
+
+
+def test_profile_target_of_a_real_account(installation30, login_account):
+    """profile:USER finds the home in the account database and the login file bash reads;
+    a file fipsboot creates there belongs to the user; non-UTF-8 bytes outside the block stay."""
+    inst = installation30
+    home = Path(login_account.pw_dir)
+    profile = inst.write_profile(targets=[f"profile:{login_account.pw_name}"])
+    fipsboot("install", "--profile", str(profile), check=0)
+    created = home / ".profile"
+    assert created.stat().st_uid == login_account.pw_uid
+    assert sourced(created)["OPENSSL_CONF"] == str(inst.config_dir / "openssl.cnf")
+    fipsboot("rollback", "--profile", str(profile), check=0)
+    assert not created.exists()
+    bash_profile = home / ".bash_profile"
+    bash_profile.write_bytes(b"# caf\xe9 (latin-1)\nexport EDITOR=vi\n")
+    fipsboot("install", "--profile", str(profile), check=0)
+    assert not created.exists()  # bash reads .bash_profile first: that is the one written
+    assert bash_profile.read_bytes().startswith(b"# caf\xe9 (latin-1)\nexport EDITOR=vi\n")
+    fipsboot("rollback", "--profile", str(profile), check=0)
+    assert bash_profile.read_bytes() == b"# caf\xe9 (latin-1)\nexport EDITOR=vi\n"

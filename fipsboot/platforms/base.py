@@ -13,7 +13,7 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 Values = Dict[str, Optional[str]]  # None: the variable must not be defined
 
@@ -37,6 +37,7 @@ class Change:
     variables: Dict[str, List[Optional[str]]] = field(default_factory=dict)  # name: [old, new]
     notes: List[str] = field(default_factory=list)
     mode: Optional[int] = None  # None: keep the file's mode (0644 for a new file)
+    owner: Optional[Tuple[int, int]] = None  # (uid, gid) for a new file; existing files keep theirs
 
     @property
     def changed(self) -> bool:
@@ -89,6 +90,6 @@ class Backend(ABC):
 
 def file_change(path: Path, label: str, old: Optional[bytes], new: Optional[bytes],
                 managed_now: Optional[str], managed_new: str, variables=None,
-                notes=None) -> Change:
+                notes=None, owner=None) -> Change:
     return Change("file", str(path), label, old, new, managed_now, managed_new,
-                  dict(variables or {}), list(notes or []))
+                  dict(variables or {}), list(notes or []), owner=owner)

@@ -82,7 +82,7 @@ class FileTarget(EnvTarget):
 
     def read(self) -> Values:
         data = self.current()
-        return self.parse(data.decode("utf-8", "replace")) if data is not None else {}
+        return self.parse(data.decode("utf-8", "surrogateescape")) if data is not None else {}
 
     def parse(self, text: str) -> Values:
         raise NotImplementedError
@@ -93,16 +93,20 @@ class FileTarget(EnvTarget):
     def managed_digest(self, data: Optional[bytes]) -> str:
         return values_digest(self.parse(data.decode("utf-8", "replace")) if data else {})
 
+    owner: Optional[Tuple[int, int]] = None  # who a new file belongs to (a user's profile)
+
     def change(self, desired: Values) -> Change:
         old = self.current()
-        new_text = self.render(old.decode("utf-8", "replace") if old is not None else "", desired)
-        new = None if new_text is None else new_text.encode("utf-8")
+        # surrogateescape: bytes that are not UTF-8 come back exactly as they were.
+        new_text = self.render(old.decode("utf-8", "surrogateescape") if old is not None
+                               else "", desired)
+        new = None if new_text is None else new_text.encode("utf-8", "surrogateescape")
         if old is None and new is not None and not new_text.strip():
             new = None  # nothing to say and nothing there: don't create an empty file
         before = self.read()
         variables = {k: [before.get(k), desired.get(k)] for k in desired}
         return file_change(self.path, self.spec, old, new, self.managed_digest(old),
-                           self.managed_digest(new), variables, self.notes())
+                           self.managed_digest(new), variables, self.notes(), self.owner)
 
 
 class SystemdDropIn(FileTarget):
@@ -190,9 +194,10 @@ class EnvFile(FileTarget):
 class ProfileBlock(FileTarget):
     """A block between marker lines in a login profile; the rest of the file is untouched."""
 
-    def __init__(self, path: Path, spec: str):
+    def __init__(self, path: Path, spec: str, owner: Optional[Tuple[int, int]] = None):
         self.path = path
         self.spec = spec
+        self.owner = owner
 
     def _split(self, text: str) -> Tuple[str, Optional[str], str]:
         start = text.find(BLOCK_BEGIN)
@@ -236,16 +241,20 @@ class ProfileBlock(FileTarget):
 
 def login_profile(user: str) -> Path:
     """The login profile the user's shell reads (bash: the first of its three that exists)."""
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        raise FipsbootError(f"profile:{user}: no such account") from None
+    entry = account(user)
     home = Path(entry.pw_dir)
     if os.path.basename(entry.pw_shell) == "bash":
         for name in (".bash_profile", ".bash_login", ".profile"):
             if (home / name).exists():
                 return home / name
     return home / ".profile"
+
+
+def account(user: str):
+    try:
+        return pwd.getpwnam(user)
+    except KeyError:
+        raise FipsbootError(f"profile:{user}: no such account") from None
 
 
 class LinuxBackend(Backend):
@@ -259,7 +268,9 @@ class LinuxBackend(Backend):
             elif t.kind == "envfile":
                 out.append(EnvFile(t.arg))
             elif t.kind == "profile":
-                out.append(ProfileBlock(login_profile(t.arg), str(t)))
+                entry = account(t.arg)
+                out.append(ProfileBlock(login_profile(t.arg), str(t),
+                                        (entry.pw_uid, entry.pw_gid)))
             elif t.kind == "profile-file":
                 out.append(ProfileBlock(Path(t.arg), str(t)))
             else:  # the profile parser only lets known kinds through
