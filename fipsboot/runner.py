@@ -28,7 +28,9 @@ def identity(path) -> List[int]:
 
 
 def libcrypto_identity(layout: Layout, env: Mapping[str, str]) -> List:
-    names = ("libcrypto-3-x64.dll",) if layout.windows else ("libcrypto.so.3",)
+    """The OpenSSL libraries the launch environment points at (the server links both)."""
+    names = (("libcrypto-3-x64.dll", "libssl-3-x64.dll") if layout.windows
+             else ("libcrypto.so.3", "libssl.so.3"))
     found = []
     dirs = env.get("LD_LIBRARY_PATH", "").split(":") if not layout.windows else [
         str(layout.host(layout.openssl).parent)]
