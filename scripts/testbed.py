@@ -26,13 +26,9 @@ from pathlib import Path
 
 # Versions fetched when no tarball folder is given; the folder's own versions win.
 PINNED = {"3.0": "3.0.22", "3.5": "3.5.7"}
-# Where each line lives in Debian's archive, for `apt-get source` with a private config.
-DEBIAN_SUITES = {
-    "3.0": "deb-src http://deb.debian.org/debian-security bookworm-security main\n"
-           "deb-src http://deb.debian.org/debian bookworm main",
-    "3.5": "deb-src http://deb.debian.org/debian-security trixie-security main\n"
-           "deb-src http://deb.debian.org/debian trixie main",
-}
+# Where each line lives in Debian's archive: (suite, security suite). The mirrors are the
+# machine's own (read from its apt configuration, never changed), so a local mirror is used.
+DEBIAN_SUITES = {"3.0": ("bookworm", "bookworm-security"), "3.5": ("trixie", "trixie-security")}
 UPSTREAM = "https://github.com/openssl/openssl/releases/download/openssl-{v}/openssl-{v}.tar.gz"
 LINUX_TOOLS = {"gcc": "gcc", "make": "make", "perl": "perl"}
 WINDOWS_TOOLS = {"x86_64-w64-mingw32-gcc": "gcc-mingw-w64-x86-64", "wine64": "wine64"}
@@ -111,6 +107,23 @@ def tarball_from_dir(folder: Path, line: str) -> Path | None:
     return tarball
 
 
+def machine_mirrors() -> tuple:
+    """The Debian archive and security mirror URIs this machine's apt uses (read only)."""
+    texts = []
+    for path in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
+        if path.suffix in (".list", ".sources") or path.name == "sources.list":
+            try:
+                texts.append(path.read_text())
+            except OSError:
+                pass
+    uris = re.findall(r"^URIs:\s*(\S+)", "\n".join(texts), re.M)
+    uris += re.findall(r"^deb(?:-src)?\s+(?:\[[^\]]*\]\s+)?(\S+)", "\n".join(texts), re.M)
+    debian = [u.rstrip("/") for u in uris if "debian" in u]
+    security = next((u for u in debian if u.endswith("-security")), None)
+    archive = next((u for u in debian if not u.endswith("-security")), None)
+    return archive, security
+
+
 def tarball_from_apt(line: str, work: Path) -> Path | None:
     """`apt-get source --download-only` with private lists: the machine's apt config is untouched."""
     if not shutil.which("apt-get"):
@@ -118,7 +131,15 @@ def tarball_from_apt(line: str, work: Path) -> Path | None:
     root = work / f"apt-{line}"
     for sub in ("lists/partial", "cache/archives/partial", "src"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "sources.list").write_text(DEBIAN_SUITES[line] + "\n")
+    archive, security = machine_mirrors()
+    if not archive:
+        log("no Debian mirror in this machine's apt configuration: skipping apt-get source")
+        return None
+    suite, security_suite = DEBIAN_SUITES[line]
+    lines = [f"deb-src {archive} {suite} main"]
+    if security:
+        lines.append(f"deb-src {security} {security_suite} main")
+    (root / "sources.list").write_text("\n".join(lines) + "\n")
     opts = [
         f"-oDir::Etc::SourceList={root / 'sources.list'}",
         "-oDir::Etc::SourceParts=/dev/null",
