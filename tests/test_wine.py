@@ -139,3 +139,63 @@ def test_run_starts_the_windows_server_with_the_fips_environment(installed):
     r = fipsboot("run", "--profile", str(w["profile"]), "--", w["wine"], "cmd", "/c", "exit 0",
                  timeout=300)
     assert r.returncode == 78 and "module-mac" in r.stderr
+
+
+SERVICE_KEY = r"HKLM\System\CurrentControlSet\Services\Winmgmt"
+MACHINE_KEY = r"HKLM\System\CurrentControlSet\Control\Session Manager\Environment"
+
+
+def reg(w, *args) -> str:
+    r = subprocess.run([w["wine"], "reg", *args], capture_output=True, timeout=120)
+    return r.stdout.decode("utf-8", "replace").replace("\r\n", "\n") if r.returncode == 0 else ""
+
+
+@pytest.fixture
+def registry_targets(wine_install, tmp_path, state_dir):
+    """The registry targets against Wine's real registry: a service whose Environment holds
+    another variable, the machine and the current account (Wine reads both Environment keys
+    when it starts a process, as Windows does)."""
+    w = wine_install
+    reg(w, "add", SERVICE_KEY, "/v", "Environment", "/t", "REG_MULTI_SZ", "/d", "TZ=UTC", "/f")
+    profile = tmp_path / "windows-targets.toml"
+    user = __import__("getpass").getuser()
+    profile.write_text(PROFILE + f'[account]\ntargets = ["machine", "service:Winmgmt", '
+                                 f'"user:{user}"]\n')
+    yield {**w, "profile": profile}
+    reg(w, "delete", SERVICE_KEY, "/v", "Environment", "/f")
+    for key in (MACHINE_KEY, r"HKCU\Environment"):
+        for name in ("OPENSSL_CONF", "OPENSSL_MODULES"):
+            reg(w, "delete", key, "/v", name, "/f")
+
+
+def test_registry_targets_under_wine(registry_targets):
+    w = registry_targets
+    fipsboot("install", "--profile", str(w["profile"]), check=0)
+    service = reg(w, "query", SERVICE_KEY, "/v", "Environment")
+    assert ("TZ=UTC\\0OPENSSL_CONF=C:\\GCTI\\ORS_FIPS_CFG\\openssl.cnf\\0"
+            "OPENSSL_MODULES=C:\\GCTI\\ORS 8.1.401.11\\fips") in service
+    assert "C:\\GCTI\\ORS_FIPS_CFG\\openssl.cnf" in reg(w, "query", MACHINE_KEY, "/v",
+                                                       "OPENSSL_CONF")
+    # openssl.exe started with no FIPS variable of ours: Wine gives it the registry's.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENSSL")}
+    listing = subprocess.run([w["wine"], w["openssl"], "list", "-providers"], env=env,
+                             capture_output=True, timeout=120).stdout.decode()
+    assert providers.parse(listing.replace("\r\n", "\n"))["fips"].active
+    assert verify(w)["targets"]["ok"]
+
+    fipsboot("reset", "--profile", str(w["profile"]), check=0)
+    assert "OPENSSL" not in reg(w, "query", SERVICE_KEY, "/v", "Environment")
+    assert "TZ=UTC" in reg(w, "query", SERVICE_KEY, "/v", "Environment")
+    assert reg(w, "query", MACHINE_KEY, "/v", "OPENSSL_CONF") == ""
+    assert verify(w)["environment"]["ok"]
+
+    # A hand edit of the service's value stops the rollback; --force keeps it in the journal.
+    reg(w, "add", SERVICE_KEY, "/v", "Environment", "/t", "REG_MULTI_SZ", "/d",
+        "TZ=CET", "/f")
+    r = fipsboot("rollback", "--profile", str(w["profile"]), check=3)
+    assert "service:Winmgmt" in r.stderr
+    fipsboot("rollback", "--profile", str(w["profile"]), "--force", check=0)
+    fipsboot("rollback", "--profile", str(w["profile"]), check=0)
+    assert reg(w, "query", SERVICE_KEY, "/v", "Environment").strip().endswith("TZ=UTC")
+    assert reg(w, "query", MACHINE_KEY, "/v", "OPENSSL_CONF") == ""
+    assert reg(w, "query", r"HKCU\Environment", "/v", "OPENSSL_MODULES") == ""

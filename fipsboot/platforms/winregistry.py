@@ -344,5 +344,13 @@ def set_registry(registry: Optional[Registry]) -> Optional[Registry]:
     return previous
 
 
+def use_by_default(registry) -> None:
+    """Make `registry` the default one (Wine's, for a Windows installation driven from Linux),
+    unless a test has swapped in its own."""
+    global _registry
+    if _registry is None or type(_registry) is Registry or type(_registry) is type(registry):
+        _registry = registry
+
+
 def broadcast_setting_change() -> bool:
     return get_registry().broadcast_setting_change()

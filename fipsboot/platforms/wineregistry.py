@@ -1,0 +1,84 @@
+"""The registry of a Wine prefix, reached through Wine's own reg.exe.
+
+On Linux, driving a Windows installation under Wine (`launcher = ["wine"]`), the service,
+account and machine environment live in the prefix's registry, and Wine builds each new
+process's environment from the machine's and the account's Environment keys as Windows does.
+This gives the Windows backend's targets a real registry to work on here. It has the
+interface of `winregistry.Registry`; `platforms.backend_for` installs it for such profiles.
+"""
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import subprocess
+from typing import List, Optional, Sequence
+
+from ..errors import FipsbootError
+from .winregistry import REG_MULTI_SZ, Data, RegValue, check_value, where
+
+VALUE_RE = re.compile(r"^    (.+?)    (REG_\w+)    ?(.*)$")
+WINE_ACCOUNT = "wine-current-user"  # Wine has one account: the Unix user running it
+
+
+class WineRegistry:
+    def __init__(self, launcher: Sequence[str]):
+        self.launcher = list(launcher)
+
+    def _reg(self, *args: str) -> subprocess.CompletedProcess:
+        env = dict(os.environ)
+        env.setdefault("WINEDEBUG", "-all")
+        try:
+            return subprocess.run([*self.launcher, "reg", *args], capture_output=True,
+                                  stdin=subprocess.DEVNULL, env=env, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise FipsbootError(f"cannot run {' '.join(self.launcher)} reg: {e}") from None
+
+    def get_value(self, root: str, path: str, name: str) -> Optional[RegValue]:
+        r = self._reg("query", f"{root}\\{path}", "/v", name)
+        if r.returncode:
+            return None  # the value or its key does not exist
+        for line in r.stdout.decode("utf-8", "replace").splitlines():
+            m = VALUE_RE.match(line.rstrip("\r"))
+            if m and m.group(1).lower() == name.lower():
+                data = m.group(3)
+                if m.group(2) == REG_MULTI_SZ:
+                    return [s for s in data.split("\\0") if s], REG_MULTI_SZ
+                return data, m.group(2)
+        return None
+
+    def set_value(self, root: str, path: str, name: str, data: Data, kind: str) -> None:
+        check_value(data, kind)
+        strings: List[str] = data if isinstance(data, list) else [data]
+        if any("\\0" in s for s in strings):
+            raise FipsbootError(f"{data!r} holds '\\0', which Wine's reg.exe reads as a separator")
+        if not self.subkey_exists(root, path):  # reg add would create it; fipsboot never does
+            raise FipsbootError(f"cannot write {where(root, path, name)}: the key does not exist")
+        text = "\\0".join(strings) if kind == REG_MULTI_SZ else data
+        r = self._reg("add", f"{root}\\{path}", "/v", name, "/t", kind, "/d", text, "/f")
+        if r.returncode:
+            raise FipsbootError(f"cannot write {where(root, path, name)}: "
+                                f"{r.stderr.decode('utf-8', 'replace').strip()}")
+
+    def delete_value(self, root: str, path: str, name: str) -> None:
+        if self.get_value(root, path, name) is None:
+            return  # gone already: restores are idempotent
+        r = self._reg("delete", f"{root}\\{path}", "/v", name, "/f")
+        if r.returncode:
+            raise FipsbootError(f"cannot delete {where(root, path, name)}: "
+                                f"{r.stderr.decode('utf-8', 'replace').strip()}")
+
+    def subkey_exists(self, root: str, path: str) -> bool:
+        return self._reg("query", f"{root}\\{path}").returncode == 0
+
+    def account_sid(self, account: str) -> str:
+        if account.lower() != getpass.getuser().lower():
+            raise FipsbootError(f"user:{account}: under Wine only the account running Wine "
+                                f"({getpass.getuser()}) has an environment")
+        return WINE_ACCOUNT
+
+    def current_sid(self) -> str:
+        return WINE_ACCOUNT
+
+    def broadcast_setting_change(self) -> bool:
+        return False  # Wine reads the Environment keys when each process starts
