@@ -15,7 +15,7 @@ import subprocess
 from typing import List, Optional, Sequence
 
 from ..errors import FipsbootError
-from .winregistry import REG_MULTI_SZ, Data, RegValue, check_value, where
+from .winregistry import REG_MULTI_SZ, VALUE_TYPES, Data, RegValue, check_value, where
 
 VALUE_RE = re.compile(r"^    (.+?)    (REG_\w+)    ?(.*)$")
 WINE_ACCOUNT = "wine-current-user"  # Wine has one account: the Unix user running it
@@ -42,6 +42,10 @@ class WineRegistry:
             m = VALUE_RE.match(line.rstrip("\r"))
             if m and m.group(1).lower() == name.lower():
                 data = m.group(3)
+                if m.group(2) not in VALUE_TYPES:  # as winregistry.Registry: strings only
+                    raise FipsbootError(f"{where(root, path, name)} has registry type "
+                                        f"{m.group(2)}, not a string: fipsboot leaves it alone",
+                                        "delete the value or make it a REG_SZ, then run again")
                 if m.group(2) == REG_MULTI_SZ:
                     return [s for s in data.split("\\0") if s], REG_MULTI_SZ
                 return data, m.group(2)
