@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import pytest
 from conftest import fipsboot
@@ -141,7 +142,7 @@ def test_run_starts_the_windows_server_with_the_fips_environment(installed):
     assert r.returncode == 78 and "module-mac" in r.stderr
 
 
-SERVICE_KEY = r"HKLM\System\CurrentControlSet\Services\Winmgmt"
+SERVICE_KEY = r"HKLM\System\CurrentControlSet\Services\GctiLca"
 MACHINE_KEY = r"HKLM\System\CurrentControlSet\Control\Session Manager\Environment"
 
 
@@ -156,13 +157,20 @@ def registry_targets(wine_install, tmp_path, state_dir):
     another variable, the machine and the current account (Wine reads both Environment keys
     when it starts a process, as Windows does)."""
     w = wine_install
+    # A service key of our own (the LCA's), so that nothing of Wine's own set-up touches it.
     reg(w, "add", SERVICE_KEY, "/v", "Environment", "/t", "REG_MULTI_SZ", "/d", "TZ=UTC", "/f")
+    for _ in range(20):
+        if "TZ=UTC" in reg(w, "query", SERVICE_KEY, "/v", "Environment"):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("could not prepare the service key in Wine's registry")
     profile = tmp_path / "windows-targets.toml"
     user = __import__("getpass").getuser()
-    profile.write_text(PROFILE + f'[account]\ntargets = ["machine", "service:Winmgmt", '
+    profile.write_text(PROFILE + f'[account]\ntargets = ["machine", "service:GctiLca", '
                                  f'"user:{user}"]\n')
     yield {**w, "profile": profile}
-    reg(w, "delete", SERVICE_KEY, "/v", "Environment", "/f")
+    reg(w, "delete", SERVICE_KEY, "/f")
     for key in (MACHINE_KEY, r"HKCU\Environment"):
         for name in ("OPENSSL_CONF", "OPENSSL_MODULES"):
             reg(w, "delete", key, "/v", name, "/f")
@@ -193,7 +201,7 @@ def test_registry_targets_under_wine(registry_targets):
     reg(w, "add", SERVICE_KEY, "/v", "Environment", "/t", "REG_MULTI_SZ", "/d",
         "TZ=CET", "/f")
     r = fipsboot("rollback", "--profile", str(w["profile"]), check=3)
-    assert "service:Winmgmt" in r.stderr
+    assert "service:GctiLca" in r.stderr
     fipsboot("rollback", "--profile", str(w["profile"]), "--force", check=0)
     fipsboot("rollback", "--profile", str(w["profile"]), check=0)
     assert reg(w, "query", SERVICE_KEY, "/v", "Environment").strip().endswith("TZ=UTC")

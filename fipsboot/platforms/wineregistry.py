@@ -63,6 +63,8 @@ class WineRegistry:
         if r.returncode:
             raise FipsbootError(f"cannot write {where(root, path, name)}: "
                                 f"{r.stderr.decode('utf-8', 'replace').strip()}")
+        if self.get_value(root, path, name) != (data, kind):  # reg.exe's quoting is no contract
+            raise FipsbootError(f"{where(root, path, name)} does not read back as written")
 
     def delete_value(self, root: str, path: str, name: str) -> None:
         if self.get_value(root, path, name) is None:
