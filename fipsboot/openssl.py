@@ -5,33 +5,19 @@ the FIPS provider silently failed to load), so callers judge by what is parsed.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from . import providers
+from . import processes, providers
 from .errors import OpenSSLError
 from .layout import Layout
 from .processenv import OPENSSL_VARS
+from .processes import Result
 
 TIMEOUT = 120  # fipsinstall's self-tests take well under a second; Wine's first start does not
 SELF_TEST_RE = re.compile(r"^\s*(?P<name>.+?)\s*:\s*\((?P<type>[^)]*)\)\s*:\s*(?P<result>.+?)\s*$")
-
-
-@dataclass
-class Result:
-    args: List[str]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return (self.stdout + self.stderr).strip()
 
 
 @dataclass
@@ -72,34 +58,10 @@ class OpenSSL:
 
     def run_together(self, jobs: Sequence[Tuple[Sequence[str], bytes]],
                      env: Mapping[str, str]) -> List[Result]:
-        """Run several openssl commands at once: each loads (and self-checks) the provider,
-        which is most of their time, so in the start-up path they overlap."""
-        with contextlib.ExitStack() as stack:
-            started = []
-            for args, stdin in jobs:
-                argv = [*self.layout.profile.launcher, str(self.layout.host(self.layout.openssl)),
-                        *args]
-                # Output goes to files, not pipes: under Wine, helper processes (wineserver,
-                # services) inherit the handles and outlive openssl.exe, so a pipe never ends.
-                inp, out, err = (stack.enter_context(tempfile.TemporaryFile()) for _ in range(3))
-                inp.write(stdin)
-                inp.seek(0)
-                try:
-                    proc = subprocess.Popen(argv, env=dict(env), stdin=inp, stdout=out, stderr=err)
-                except OSError as e:
-                    raise OpenSSLError(f"cannot run {argv[0]}: {e.strerror}") from None
-                stack.callback(_reap, proc)
-                started.append((argv, proc, out, err))
-            results = []
-            for argv, proc, out, err in started:
-                try:
-                    returncode = proc.wait(TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    raise OpenSSLError(f"{' '.join(argv)} did not finish in {TIMEOUT} s") from None
-                out.seek(0)
-                err.seek(0)
-                results.append(Result(argv, returncode, _text(out.read()), _text(err.read())))
-            return results
+        """Run several openssl commands at once (in the start-up path they overlap)."""
+        program = [*self.layout.profile.launcher, str(self.layout.host(self.layout.openssl))]
+        return processes.run_together([([*program, *args], stdin) for args, stdin in jobs],
+                                      env, TIMEOUT, OpenSSLError)
 
     # --- the questions fipsboot asks openssl ---------------------------------------------
 
@@ -138,13 +100,3 @@ def parse_listing(r: Result) -> Dict[str, providers.Provider]:
     if r.returncode:
         raise OpenSSLError(f"`openssl list -providers` failed ({r.returncode}):\n{r.output}")
     return providers.parse(r.stdout)
-
-
-def _reap(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "replace").replace("\r\n", "\n")

@@ -11,35 +11,46 @@ from __future__ import annotations
 import getpass
 import os
 import re
-import subprocess
+import time
 from typing import List, Optional, Sequence
 
 from ..errors import FipsbootError
+from ..processes import Result, run_together
 from .winregistry import REG_MULTI_SZ, VALUE_TYPES, Data, RegValue, check_value, where
 
 VALUE_RE = re.compile(r"^    (.+?)    (REG_\w+)    ?(.*)$")
+TIMEOUT = 120
 WINE_ACCOUNT = "wine-current-user"  # Wine has one account: the Unix user running it
+
+
+def _not_found(r: Result) -> bool:
+    return r.returncode == 1 and "unable to find" in r.output.lower()
 
 
 class WineRegistry:
     def __init__(self, launcher: Sequence[str]):
         self.launcher = list(launcher)
 
-    def _reg(self, *args: str) -> subprocess.CompletedProcess:
+    def _reg(self, *args: str) -> Result:
+        """Run reg.exe. Its answers are "done", "not found", or a failure, which is retried a
+        few times (a Wine busy starting its services answers late) and then raised: a
+        failure must never pass for "not found", or a value would be left in place."""
         env = dict(os.environ)
         env.setdefault("WINEDEBUG", "-all")
-        try:
-            return subprocess.run([*self.launcher, "reg", *args], capture_output=True,
-                                  stdin=subprocess.DEVNULL, env=env, timeout=120)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise FipsbootError(f"cannot run {' '.join(self.launcher)} reg: {e}") from None
+        for attempt in range(4):
+            (r,) = run_together([([*self.launcher, "reg", *args], b"")], env, TIMEOUT)
+            if r.returncode == 0 or _not_found(r):
+                return r
+            time.sleep(0.2 * (attempt + 1))
+        raise FipsbootError(f"{' '.join(self.launcher)} reg {' '.join(args)} failed "
+                            f"({r.returncode}): {r.output}")
 
     def get_value(self, root: str, path: str, name: str) -> Optional[RegValue]:
         r = self._reg("query", f"{root}\\{path}", "/v", name)
         if r.returncode:
             return None  # the value or its key does not exist
-        for line in r.stdout.decode("utf-8", "replace").splitlines():
-            m = VALUE_RE.match(line.rstrip("\r"))
+        for line in r.stdout.splitlines():
+            m = VALUE_RE.match(line)
             if m and m.group(1).lower() == name.lower():
                 data = m.group(3)
                 if m.group(2) not in VALUE_TYPES:  # as winregistry.Registry: strings only
@@ -61,18 +72,14 @@ class WineRegistry:
         text = "\\0".join(strings) if kind == REG_MULTI_SZ else data
         r = self._reg("add", f"{root}\\{path}", "/v", name, "/t", kind, "/d", text, "/f")
         if r.returncode:
-            raise FipsbootError(f"cannot write {where(root, path, name)}: "
-                                f"{r.stderr.decode('utf-8', 'replace').strip()}")
+            raise FipsbootError(f"cannot write {where(root, path, name)}: {r.output}")
         if self.get_value(root, path, name) != (data, kind):  # reg.exe's quoting is no contract
             raise FipsbootError(f"{where(root, path, name)} does not read back as written")
 
     def delete_value(self, root: str, path: str, name: str) -> None:
-        if self.get_value(root, path, name) is None:
-            return  # gone already: restores are idempotent
-        r = self._reg("delete", f"{root}\\{path}", "/v", name, "/f")
-        if r.returncode:
-            raise FipsbootError(f"cannot delete {where(root, path, name)}: "
-                                f"{r.stderr.decode('utf-8', 'replace').strip()}")
+        self._reg("delete", f"{root}\\{path}", "/v", name, "/f")  # gone already is fine
+        if self.get_value(root, path, name) is not None:
+            raise FipsbootError(f"{where(root, path, name)} is still there after its deletion")
 
     def subkey_exists(self, root: str, path: str) -> bool:
         return self._reg("query", f"{root}\\{path}").returncode == 0
