@@ -56,13 +56,18 @@ def values(layout: Layout, mode: str, existing: Mapping[str, Optional[str]] = {}
     return out
 
 
-def launch_env(base: Mapping[str, str], layout: Layout, mode: str,
-               previously_written: Iterable[str] = ()) -> Dict[str, str]:
-    """The caller's environment with exactly the mode's variables set or removed."""
+def with_values(base: Mapping[str, str], changes: Mapping[str, Optional[str]]) -> Dict[str, str]:
+    """`base` with `changes` applied: a value sets its variable, None removes it."""
     env = dict(base)
-    for key, value in values(layout, mode, base, previously_written).items():
+    for key, value in changes.items():
         if value is None:
             env.pop(key, None)
         else:
             env[key] = value
     return env
+
+
+def launch_env(base: Mapping[str, str], layout: Layout, mode: str,
+               previously_written: Iterable[str] = ()) -> Dict[str, str]:
+    """The caller's environment with exactly the mode's variables set or removed."""
+    return with_values(base, values(layout, mode, base, previously_written))

@@ -11,7 +11,7 @@ import contextlib
 import os
 import shutil
 from contextlib import contextmanager
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Optional
 
 from . import environ, fipsmodule, fsutil, opensslcnf, plan, verify
 from .errors import FipsbootError
@@ -40,14 +40,13 @@ def preflight(layout: Layout) -> Dict[str, str]:
     if not os.access(config, os.W_OK):
         raise FipsbootError(f"config folder {config} is not writable by this user")
     openssl_runner = OpenSSL(layout)
-    env = openssl_runner.env(staged_env(layout, layout.openssl_cnf))
-    env.pop("OPENSSL_CONF")  # `openssl version` needs no config
+    env = openssl_runner.env(staged_env(layout, None))  # `openssl version` needs no config
     return {"openssl": openssl_runner.version(env)}
 
 
-def staged_env(layout: Layout, openssl_cnf: str) -> Dict[str, str]:
-    return {k: v for k, v in environ.values(layout, environ.FIPS).items() if v is not None} | {
-        "OPENSSL_CONF": openssl_cnf}
+def staged_env(layout: Layout, openssl_cnf: Optional[str]) -> Dict[str, Optional[str]]:
+    """The FIPS variables, with OPENSSL_CONF pointing at `openssl_cnf` (None: unset)."""
+    return {**environ.values(layout, environ.FIPS), "OPENSSL_CONF": openssl_cnf}
 
 
 class Staging:

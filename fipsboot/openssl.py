@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import processes, providers
+from .environ import with_values
 from .errors import OpenSSLError
 from .layout import Layout
 from .processenv import OPENSSL_VARS
@@ -46,12 +47,7 @@ class OpenSSL:
         env.update(LANG="C", LC_ALL="C")
         if self.layout.profile.launcher:
             env.setdefault("WINEDEBUG", "-all")
-        for key, value in extra.items():
-            if value is None:
-                env.pop(key, None)
-            else:
-                env[key] = value
-        return env
+        return with_values(env, extra)
 
     def run(self, args: Sequence[str], env: Mapping[str, str], stdin: bytes = b"") -> Result:
         return self.run_together([(args, stdin)], env)[0]

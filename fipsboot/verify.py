@@ -313,12 +313,7 @@ def verify(layout: Layout, targets: List, mode: str, managed: Mapping[str, str],
         current = target.read()
         want = environ.values(layout, mode, current, previously_written)
         if any(current.get(k) != v for k, v in want.items()):
-            target_env = dict(env)
-            for key in want:
-                if current.get(key) is None:
-                    target_env.pop(key, None)
-                else:
-                    target_env[key] = current[key]
+            target_env = environ.with_values(env, {key: current.get(key) for key in want})
             checks.append(live_checks(openssl, target_env, target.spec)[0])
     return checks
 
