@@ -104,20 +104,23 @@ def install(profile_path: str, dry_run: bool, force: bool, as_json: bool) -> Non
 @main.command()
 @profile_option
 @click.option("--fast", is_flag=True, help="only the checks that start no process")
+@click.option("--strict", is_flag=True, help="warnings fail the verdict too (exit 1)")
 @json_option
-def verify(profile_path: str, fast: bool, as_json: bool) -> None:
+def verify(profile_path: str, fast: bool, strict: bool, as_json: bool) -> None:
     """Prove that a server started with this installation's environment runs with an active
     FIPS provider (exit 0), or say which check fails and why (exit 1)."""
     def go() -> int:
+        from .checks import verdict_ok
         from .verify import verify_profile
 
         mode, checks = verify_profile(load_profile(profile_path), live=not fast)
-        ok = all(c.ok for c in checks)
+        ok = verdict_ok(checks, strict)
         result = {"ok": ok, "mode": mode, "checks": checks}
 
         def text(r: dict) -> None:
             for c in checks:
-                click.echo(f"{'PASS' if c.ok else 'FAIL'}  {c.name:15} {c.reason}")
+                label = "PASS" if c.ok else ("FAIL" if c.fails(strict) else "WARN")
+                click.echo(f"{label}  {c.name:15} {c.reason}")
                 if not c.ok and c.fix:
                     click.echo(f"      {'':15} fix: {c.fix}")
             click.echo(f"verify ({mode}): {'passed' if ok else 'FAILED'}")

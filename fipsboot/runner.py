@@ -13,6 +13,7 @@ import sys
 from typing import Dict, List, Mapping, Optional
 
 from . import environ, fsutil, processenv, verify
+from .checks import verdict_ok
 from .errors import EXIT_REFUSED, FipsbootError, UsageError
 from .journal import Journal
 from .layout import Layout, resolve
@@ -60,7 +61,7 @@ def cache_key(layout: Layout, env: Mapping[str, str], module_mac: str) -> str:
 def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verify.Check]:
     """The checks that bear on this launch: fast ones always, live ones unless cached."""
     checks = verify.fast_checks(layout)
-    if not all(c.ok for c in checks):
+    if not verdict_ok(checks):
         return checks
     mac = next(c for c in checks if c.name == "module-mac").details["mac"]
     key = cache_key(layout, env, mac)
@@ -82,7 +83,7 @@ def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verif
     openssl = OpenSSL(layout, probe_env)
     live = verify.live_checks(openssl, probe_env, sha256=False)
     try:
-        if all(c.ok for c in live):
+        if verdict_ok(live):
             fsutil.atomic_write(cache, json.dumps({"key": key}).encode(), 0o600)
         else:
             fsutil.remove(cache)
@@ -142,7 +143,7 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
             log_refusal(f"fipsboot: not starting {argv[0]}: verification could not complete: "
                         f"{type(e).__name__}: {e}")
             return EXIT_REFUSED
-        bad = [c for c in checks if not c.ok]
+        bad = [c for c in checks if c.fails()]
         if bad:
             first = bad[0]
             log_refusal(f"fipsboot: not starting {argv[0]}: FIPS check '{first.name}' failed: "

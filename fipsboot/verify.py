@@ -7,10 +7,10 @@ exit code alone (`openssl list -providers` exits 0 when the FIPS provider failed
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional
 
 from . import environ, fipsmodule, fsutil, opensslcnf, processenv
+from .checks import Check, failed, passed
 from .errors import FipsbootError
 from .layout import Layout
 
@@ -18,26 +18,6 @@ if TYPE_CHECKING:  # imported where used: the wrapper's warm path starts no proc
     from .openssl import OpenSSL
 
 REINSTALL = "run `fipsboot install --profile PROFILE` again"
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    reason: str
-    fix: Optional[str] = None
-    details: Dict[str, object] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-def passed(name: str, reason: str, **details) -> Check:
-    return Check(name, True, reason, None, details)
-
-
-def failed(name: str, reason: str, fix: Optional[str], **details) -> Check:
-    return Check(name, False, reason, fix, details)
 
 
 # --- fast checks: no process ------------------------------------------------------------
