@@ -200,3 +200,58 @@ def rollback(profile_path: str, to: Optional[int], list_only: bool, dry_run: boo
         emit(result, as_json, text)
         return EXIT_OK
     guarded(as_json, go)
+
+
+@main.command()
+@profile_option
+@click.option("--require-running", is_flag=True,
+              help="no running server found is inconsistent (exit 1)")
+@json_option
+def status(profile_path: str, require_running: bool, as_json: bool) -> None:
+    """Is the running server in the installation's mode? Proof from the processes themselves:
+    0 FIPS mode, every server with this installation's FIPS provider mapped; 1 inconsistent
+    (each reason named); 2 non-FIPS mode, no server with a FIPS provider mapped."""
+    def go() -> int:
+        from .status import status_report
+
+        result = status_report(load_profile(profile_path), require_running=require_running)
+        emit(result, as_json, print_status)
+        return result["exit_code"]
+    guarded(as_json, go)
+
+
+def print_status(r: dict) -> None:
+    click.echo(f"mode: {r['mode']}" + (f" (last change: {r['last_change']['command']} at "
+                                       f"{r['last_change']['time']})"
+                                       if r["last_change"]["time"] else ""))
+    for p in r["processes"]:
+        label = "OK  " if p["ok"] else "FAIL"
+        click.echo(f"{label} PID {p['pid']} {p['name']}  user {p['user'] or '(not readable)'}, "
+                   f"started {p['started']}, found by {', '.join(p['found_by'])}")
+        if p["cmdline"]:
+            click.echo(f"       command: {' '.join(p['cmdline'])}")
+        fips = p["fips_module"]
+        click.echo(f"       fips provider: {fips['state']}"
+                   + (f" ({', '.join(fips['paths'])})" if fips["paths"] else "")
+                   + (f": {fips['reason']}" if fips.get("reason") else ""))
+        if p["libraries"]:
+            click.echo(f"       libraries: {', '.join(p['libraries'])}")
+        env = p["environment"]
+        if env["readable"]:
+            click.echo("       environment: " + ", ".join(
+                f"{k}={env[k]}" if env[k] is not None else f"{k} unset"
+                for k in ("OPENSSL_CONF", "OPENSSL_MODULES", "LD_LIBRARY_PATH")))
+        else:
+            click.echo(f"       environment: {env['reason']}")
+        for problem in p["problems"]:
+            click.echo(f"       why: {problem['reason']}")
+            click.echo(f"       fix: {problem['fix']}")
+    if not r["processes"]:
+        click.echo("no running server found")
+    for c in r["checks"]:
+        if not c["name"].startswith("process ") and not c["ok"]:
+            click.echo(f"FAIL {c['name']}: {c['reason']}" + (f"\n     fix: {c['fix']}" if c["fix"]
+                                                           else ""))
+    for note in r["notes"]:
+        click.echo(f"note: {note}")
+    click.echo(f"status: {r['summary']} (exit {r['exit_code']})")

@@ -64,6 +64,7 @@ class Profile:
     targets: Tuple[Target, ...]
     systemd_dir: str
     raw: dict = field(default_factory=dict, compare=False, repr=False)
+    process_names: Tuple[str, ...] = ()  # `status`: servers started without the wrapper
 
     @property
     def pure_path(self):
@@ -72,7 +73,7 @@ class Profile:
 
 SERVER_KEYS = {"install-dir", "fips-module", "openssl", "lib-dirs", "config-dir",
                "security-pack-dir", "fipsinstall-options", "launcher", "platform",
-               "fips-key", "fips-switch"}
+               "fips-key", "fips-switch", "process-names"}
 ACCOUNT_KEYS = {"targets", "systemd-dir"}
 
 
@@ -191,6 +192,11 @@ def parse(raw: dict, source: Path) -> Profile:
         fips_switch = FipsSwitch(absolute("fips-switch.file", switch["file"], None),
                                  switch["section"], switch["key"])
 
+    process_names = tuple(server.get("process-names", list, []))
+    for name in process_names:
+        if not name or "/" in name or "\\" in name or "\0" in name:
+            server.fail("process-names", f"{name!r}: give a process name or an executable's "
+                                         "file name, not a path")
     targets = []
     for spec in account.get("targets", list, []):
         kind, _, arg = spec.partition(":")
@@ -213,4 +219,4 @@ def parse(raw: dict, source: Path) -> Profile:
                    config_dir=config_dir, security_pack_dir=security_pack_dir,
                    fipsinstall_options=options, launcher=launcher, fips_key=fips_key,
                    fips_switch=fips_switch, targets=tuple(targets), systemd_dir=systemd_dir,
-                   raw=raw)
+                   raw=raw, process_names=process_names)

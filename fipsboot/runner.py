@@ -150,7 +150,9 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
                         f"{first.reason}" + (f"\nfix: {first.fix}" if first.fix else ""))
             return EXIT_REFUSED
     from .platforms import backend_for
+    from .runrecords import record_launch
 
+    record_launch(job, checks if mode == environ.FIPS else None)  # for `fipsboot status`
     try:
         return backend_for(profile).launch(argv, env)
     except FipsbootError as e:

@@ -16,6 +16,15 @@ fi
 # An editable install leaves the package uncompiled; compile it as a regular install would, so
 # the wrapper's start-up is measured and run as operators get it.
 env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -m compileall -q fipsboot >/dev/null
+# Debian's redis-server: a real TLS server no one here wrote, for `fipsboot status`'s tests.
+# Root only (apt-get); where a policy-rc.d or no init system stops services, none is started.
+if ! command -v redis-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  lock=(); command -v flock >/dev/null && lock=(flock /tmp/apt.lock)
+  "${lock[@]}" apt-get update -qq
+  "${lock[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
+  # The tests start their own servers; a system one left running is not wanted here.
+  if [ -d /run/systemd/system ]; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+fi
 # CI points this at ../shared/openssl-src; elsewhere the test bed finds its sources itself.
 if [ -z "${OPENSSL_TARBALL_DIR:-}" ] && [ -d ../shared/openssl-src ]; then
   export OPENSSL_TARBALL_DIR="$(cd ../shared/openssl-src && pwd)"
