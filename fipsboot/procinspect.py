@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import PurePosixPath, PureWindowsPath
+from pathlib import PureWindowsPath
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import psutil
@@ -87,13 +87,12 @@ def same_file(mapping: Mapping, ident: Optional[Tuple[int, int, int]], host_path
 
 
 def under(path: Optional[str], folder: str, windows: bool) -> bool:
+    """Whether `path` lies below `folder` (a string test: this runs once per process)."""
     if not path:
         return False
-    pure = PureWindowsPath if windows else PurePosixPath
-    p, f = pure(path), pure(folder)
     if windows:
-        return str(p).lower().startswith(str(f).lower().rstrip("\\") + "\\")
-    return f in p.parents
+        return path.lower().startswith(folder.lower().rstrip("\\") + "\\")
+    return path.startswith(folder.rstrip("/") + "/")
 
 
 def scan(names: Iterable[str], install_dirs: Iterable[Tuple[str, bool]],

@@ -117,7 +117,8 @@ def candidates(layout: Layout, journal: Journal, notes: List[str]) -> Dict[int, 
             entry = found.setdefault(pid, {"found_by": [], "record": rec})
             entry["found_by"].append("run-record")
     windows_host = layout.windows and os.name != "posix"
-    dirs = [] if layout.windows and not windows_host else [(profile.install_dir, windows_host)]
+    dirs = [] if layout.windows and not windows_host else [
+        (d, windows_host) for d in {profile.install_dir, os.path.realpath(profile.install_dir)}]
     for pid, why in procinspect.scan(profile.process_names, dirs, skip={os.getpid()}).items():
         found.setdefault(pid, {"found_by": [], "record": None})["found_by"] += why
     return found
