@@ -72,6 +72,10 @@ def tls_server_through_wrapper(inst, profile: Path, expect_fips: bool) -> None:
               f"(the wrapper exec'd it); fips.so mapped: {mapped}")
         if not handshake or mapped != expect_fips:
             sys.exit("demo: the server is not in the expected mode")
+        r = step("the running server, from outside", "status", "--profile", str(profile),
+                 check=False)
+        if r.returncode != (0 if expect_fips else 2):
+            sys.exit("demo: status does not see the server in the expected mode")
     finally:
         server.terminate()
         server.wait(10)
