@@ -482,3 +482,19 @@ def test_nonfips_with_no_server_is_exit_2(installation30):
     # The configuration's fast checks decide too: a hand-edited target is inconsistent.
     inst.envfile.write_text(f'OPENSSL_CONF="{inst.config_dir / "openssl.cnf"}"\n')
     assert status(profile)[0] == 1
+
+
+def test_the_record_adds_no_import_to_runs_warm_path(installation30):
+    """The record is written with what the wrapper has already imported: no psutil, no
+    tempfile, nothing status needs."""
+    profile = installed(installation30)
+    run_wrapped(profile, "true")  # the verdict is cached now
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "fipsboot", "run", "--profile",
+                        str(profile), "--", "true"], capture_output=True, text=True,
+                       env=caller_env(), timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "fipsboot.runrecords" in imported  # the record was written on this path
+    assert not {"psutil", "tempfile", "fipsboot.status", "fipsboot.procinspect", "click"} & imported
+    assert len(list((journal_folder(installation30) / "runs").glob("*.json"))) == 2
