@@ -188,10 +188,11 @@ def inspect(pid: int, found: dict, layout: Layout, mode: str, module_ident, mac_
     rec = found["record"]
     stale = False
     if change_id is not None:
+        # The journal's times have whole seconds (a start in the change's second counts as
+        # after it); a record's checkpoint is exact.
+        stale = change_time is not None and info["start_time"] < change_time
         if rec is not None:
-            stale = rec.get("checkpoint") is None or rec["checkpoint"] < change_id
-        elif change_time is not None:
-            stale = info["start_time"] < change_time
+            stale = stale or rec.get("checkpoint") is None or rec["checkpoint"] < change_id
     info["restart_needed"] = stale
     if stale:
         problems.append({"reason": f"started {info['started']}, before the last mode change "
