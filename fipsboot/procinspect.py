@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import PureWindowsPath
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -123,6 +124,18 @@ def start_ticks(pid: int) -> Optional[int]:
     return linux_start(pid)[0]
 
 
+def start_time(pid: int, fallback: float) -> float:
+    """When the process started, in wall-clock seconds. On Linux from its start in clock
+    ticks since boot and the boot clock now: psutil adds the ticks to /proc/stat's boot time,
+    which has whole seconds, so its create_time can be up to a second early (enough to take a
+    server started just after a mode change for one started before it)."""
+    ticks = start_ticks(pid) if hasattr(time, "CLOCK_BOOTTIME") else None
+    if ticks is None:
+        return fallback
+    since_start = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    return time.time() - since_start
+
+
 def describe(pid: int) -> dict:
     """What anyone may read about a process (name, user, start, command line), and the
     OpenSSL variables of its environment where this account may read them."""
@@ -130,7 +143,7 @@ def describe(pid: int) -> dict:
     out: dict = {"pid": pid}
     with proc.oneshot():
         out["name"] = proc.name()
-        out["start_time"] = proc.create_time()
+        out["start_time"] = start_time(pid, proc.create_time())
         try:
             out["user"] = proc.username()
         except (psutil.AccessDenied, KeyError):
