@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import PureWindowsPath
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -125,15 +124,12 @@ def start_ticks(pid: int) -> Optional[int]:
 
 
 def start_time(pid: int, fallback: float) -> float:
-    """When the process started, in wall-clock seconds. On Linux from its start in clock
-    ticks since boot and the boot clock now: psutil adds the ticks to /proc/stat's boot time,
-    which has whole seconds, so its create_time can be up to a second early (enough to take a
-    server started just after a mode change for one started before it)."""
-    ticks = start_ticks(pid) if hasattr(time, "CLOCK_BOOTTIME") else None
-    if ticks is None:
-        return fallback
-    since_start = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
-    return time.time() - since_start
+    """When the process started (wall clock): on Linux from the boot clock (runrecords'
+    linux_start), psutil's create_time elsewhere."""
+    from .runrecords import linux_start
+
+    start = linux_start(pid)[1]
+    return fallback if start is None else start
 
 
 def describe(pid: int) -> dict:

@@ -30,15 +30,16 @@ MAX_BYTES = 64 * 1024  # a record is a few hundred bytes; anything bigger is not
 
 
 def linux_start(pid: int) -> Tuple[Optional[int], Optional[float]]:
-    """(start ticks since boot, start time as psutil's create_time gives it) from /proc."""
+    """(start in clock ticks since boot, start in wall-clock seconds) from /proc/PID/stat.
+    The wall-clock start comes from the boot clock, not from /proc/stat's boot time as
+    psutil's create_time does: that has whole seconds, so create_time can be a second early."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
         ticks = int(fields[19])  # field 22 of proc(5), counted after "pid (comm)"
-        with open("/proc/stat", "rb") as f:
-            btime = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
-        return ticks, btime + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+        since = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+        return ticks, time.time() - since
+    except (OSError, ValueError, IndexError, AttributeError):
         return None, None
 
 

@@ -28,7 +28,7 @@ from .journal import Journal
 from .layout import Layout, resolve
 
 CONSISTENT, INCONSISTENT, NONFIPS = 0, 1, 2
-TOLERANCE = 0.05  # seconds: start times computed two ways (/proc ticks, psutil) agree this well
+TOLERANCE = 0.05  # seconds: a start time read back later may differ by a clock tick or two
 
 
 def iso(epoch: Optional[float]) -> Optional[str]:
@@ -71,22 +71,21 @@ def record_matches(rec: dict) -> Tuple[Optional[psutil.Process], str]:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None, f"PID {pid} has exited"
-        created = proc.create_time()
+        created = procinspect.start_time(pid, proc.create_time())
     except psutil.NoSuchProcess:
         return None, f"PID {pid} has exited"
+    reused = (f"PID {pid} now belongs to another process (started {iso(created)}, the recorded "
+              f"one {iso(rec.get('start_time'))})")
     if rec.get("start_ticks") is not None and os.path.exists("/proc/self/stat"):
         ticks = procinspect.start_ticks(pid)
         if ticks is None:
             return None, f"PID {pid} has exited"
-        if ticks != rec["start_ticks"]:
-            return None, (f"PID {pid} now belongs to another process (started {iso(created)}, "
-                          f"the recorded server {iso(rec.get('start_time'))})")
-    elif rec.get("start_time") is not None:
-        if abs(created - rec["start_time"]) > TOLERANCE:
-            return None, (f"PID {pid} now belongs to another process (started {iso(created)}, "
-                          f"the recorded server {iso(rec['start_time'])})")
-    elif created > rec["time"] + TOLERANCE:  # started after the wrapper wrote: not the wrapper
-        return None, f"PID {pid} now belongs to another process (started {iso(created)})"
+        if ticks != rec["start_ticks"]:  # exact: the same clock ticks, or another process
+            return None, reused
+    elif created > rec["time"] + TOLERANCE:
+        # No start recorded (Windows): a process that started after the wrapper wrote its
+        # record can't be that wrapper.
+        return None, reused
     return proc, ""
 
 

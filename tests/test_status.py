@@ -365,6 +365,13 @@ def test_a_record_whose_pid_was_reused_is_not_the_server(installation30):
         assert any("belongs to another process" in n and "pruned" in n for n in out["notes"])
         assert not stale.exists()
         assert sleeper.poll() is None  # only the record went
+        # A record with no start (as on Windows) written before this process started: the
+        # process can't be the wrapper that wrote it.
+        early = write_record(folder, sleeper.pid, None, time=time.time() - 3600)
+        code, out = status(profile)
+        assert code == 0 and sleeper.pid not in by_pid(out) and not early.exists()
+        write_record(folder, sleeper.pid, None)  # written after it started: taken
+        assert status(profile)[0] == 1
     finally:
         sleeper.kill()
         sleeper.wait()
