@@ -200,3 +200,45 @@ def rollback(profile_path: str, to: Optional[int], list_only: bool, dry_run: boo
         emit(result, as_json, text)
         return EXIT_OK
     guarded(as_json, go)
+
+
+@main.command("tls-check")
+@profile_option
+@click.option("--peer", "peers", multiple=True, metavar="HOST:PORT",
+              help="a TLS endpoint the server talks to (repeatable; adds to [tls] peers)")
+@click.option("--cert", type=click.Path(dir_okay=False), help="the server's client certificate (PEM)")
+@click.option("--key", type=click.Path(dir_okay=False), help="the private key of --cert (PEM)")
+@click.option("--cacert", type=click.Path(dir_okay=False), help="the CAs that sign the peers (PEM)")
+@click.option("--strict", is_flag=True, help="warnings (findings) fail the verdict too (exit 1)")
+@json_option
+def tls_check(profile_path: str, peers: tuple, cert: Optional[str], key: Optional[str],
+              cacert: Optional[str], strict: bool, as_json: bool) -> None:
+    """Will the server's TLS connections still work in FIPS mode? Checks its certificate and key,
+    and shakes hands with each peer with and without FIPS (read-only)."""
+    def go() -> int:
+        from .tlscheck import tls_check as check
+
+        result = check(load_profile(profile_path), peers, cert, key, cacert, strict)
+
+        def text(r: dict) -> None:
+            for c in r["checks"]:
+                label = "PASS" if c.ok else ("FAIL" if c.fails(strict) else "WARN")
+                click.echo(f"{label}  {c.name:23} {c.reason}")
+                if not c.ok and c.fix:
+                    click.echo(f"      {'':23} fix: {c.fix}")
+            for p in r["peers"]:
+                click.echo(f"peer {p['peer']}: {p['verdict']}")
+                for name in ("fips", "non-fips"):
+                    h = p["handshakes"][name]
+                    got = (f"{h['protocol']} {h['cipher']} group {h['group'] or '-'}, verify "
+                           f"{h['verify_code']} ({h['verify_message']})" if h["protocol"]
+                           else "; ".join(h["errors"]) or "no handshake")
+                    click.echo(f"  {name:9} {got}")
+                for c in p["chain"]:
+                    click.echo(f"  chain     {c['subject']}: {c['key']}, signed with "
+                               f"{c['signature_hash'] or 'EdDSA'}")
+            click.echo(f"tls-check (FIPS environment {r['fips_environment']}): "
+                       f"{'passed' if r['ok'] else 'FAILED'}: {r['summary']}")
+        emit(result, as_json, text)
+        return EXIT_OK if result["ok"] else EXIT_FAILED
+    guarded(as_json, go)
