@@ -70,6 +70,8 @@ def print_plan(result: dict) -> None:
         click.echo(f"note: {note}")
 
 
+TLS_NOTE = ("the profile has a [tls] section: `fipsboot tls-check --profile PROFILE` checks that "
+            "the server's TLS connections work in FIPS mode")
 profile_option = click.option("--profile", "profile_path", required=True,
                               type=click.Path(dir_okay=False), help="the installation's TOML profile")
 json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
@@ -95,7 +97,10 @@ def install(profile_path: str, dry_run: bool, force: bool, as_json: bool) -> Non
     def go() -> int:
         from .install import install as do_install
 
-        result = do_install(load_profile(profile_path), dry_run=dry_run, force=force)
+        profile = load_profile(profile_path)
+        result = do_install(profile, dry_run=dry_run, force=force)
+        if profile.tls is not None:
+            result["notes"].append(TLS_NOTE)
         emit(result, as_json, print_plan)
         return EXIT_OK
     guarded(as_json, go)
@@ -113,7 +118,8 @@ def verify(profile_path: str, fast: bool, strict: bool, as_json: bool) -> None:
         from .checks import verdict_ok
         from .verify import verify_profile
 
-        mode, checks = verify_profile(load_profile(profile_path), live=not fast)
+        profile = load_profile(profile_path)
+        mode, checks = verify_profile(profile, live=not fast)
         ok = verdict_ok(checks, strict)
         result = {"ok": ok, "mode": mode, "checks": checks}
 
@@ -124,6 +130,8 @@ def verify(profile_path: str, fast: bool, strict: bool, as_json: bool) -> None:
                 if not c.ok and c.fix:
                     click.echo(f"      {'':15} fix: {c.fix}")
             click.echo(f"verify ({mode}): {'passed' if ok else 'FAILED'}")
+            if profile.tls is not None:
+                click.echo(f"note: {TLS_NOTE}")
         emit(result, as_json, text)
         return EXIT_OK if ok else EXIT_FAILED
     guarded(as_json, go)

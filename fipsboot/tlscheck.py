@@ -224,7 +224,9 @@ def peer_findings(peer: Peer, results: Dict[str, Handshake], sentence: str, fact
     outcome = (f" (OpenSSL {facts.get('libcrypto_version') or '?'}, FIPS provider "
                f"{facts.get('fips_version') or '?'}: {sentence})")
     found = []
-    for text in weak_signatures((f"certificate {i}", c) for i, c in enumerate(chain)):
+    for text in weak_signatures(
+            ("the peer's certificate" if i == 0 else f"chain certificate {i}", c)
+            for i, c in enumerate(chain)):
         found.append(warned("tls-peer-signature-hash", f"{peer.spec}: {text}" + outcome,
                             "reissue the peer's certificate signed with SHA-256 or better",
                             peer=peer.spec))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
+import json
 import os
 import shutil
 import socket
@@ -183,10 +184,11 @@ def redis_tls(folder: Path, cert: Path, key: Path, cacert: Path, legacy: bool = 
     `options`: more Redis settings, e.g. tls_ciphersuites="TLS_CHACHA20_POLY1305_SHA256"."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    settings = {"port": "0", "tls-port": str(port), "bind": "127.0.0.1", "dir": str(folder),
+    quoted = json.dumps  # paths with spaces: Redis reads C-style double-quoted strings
+    settings = {"port": "0", "tls-port": str(port), "bind": "127.0.0.1", "dir": quoted(str(folder)),
                 "save": '""', "appendonly": "no", "daemonize": "no", "protected-mode": "yes",
-                "tls-cert-file": str(cert), "tls-key-file": str(key),
-                "tls-ca-cert-file": str(cacert)}
+                "tls-cert-file": quoted(str(cert)), "tls-key-file": quoted(str(key)),
+                "tls-ca-cert-file": quoted(str(cacert))}
     settings.update({k.replace("_", "-"): v for k, v in options.items()})
     conf = folder / "redis.conf"
     conf.write_text("".join(f"{k} {v}\n" for k, v in settings.items()))
