@@ -308,6 +308,8 @@ def tls_check(profile: Profile, peers: Sequence[str] = (), cert: Optional[str] =
     failing = [c for c in checks if c.fails(strict)]
     summary = (f"{working} of {len(reports)} peer(s) work in FIPS mode; "
                + (f"{len(failing)} check(s) fail" if failing else "no check fails"))
+    if tls.peers and not reports:
+        summary += "; peers not checked: the FIPS environment has no active fips provider"
     return {"ok": ok, "exit_code": 0 if ok else 1, "strict": strict, "summary": summary,
             "fips_environment": source, "fips_provider": facts.get("fips_version"),
             "checks": checks, "peers": reports}
