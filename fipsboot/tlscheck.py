@@ -65,13 +65,25 @@ def settings(profile: Profile, peers: Sequence[str] = (), cert: Optional[str] = 
 
 # --- the FIPS environment the server gets -------------------------------------------------
 
+def previously_written(layout: Layout) -> List[str]:
+    """The library folders an earlier install put on LD_LIBRARY_PATH, as `run` drops them
+    (the journal is only read)."""
+    from .journal import Journal
+
+    try:
+        return list(Journal.for_installation(layout.profile.install_dir).extra.get("ld_dirs", []))
+    except FipsbootError:
+        return []
+
+
 @contextlib.contextmanager
 def fips_environment(layout: Layout) -> Iterator[Tuple[Dict[str, str], str]]:
     """The launch environment of FIPS mode when the installation has its config files;
     before `install`, the same built in a private temporary folder (fipsinstall there), so the
     question can be answered before the switch. Nothing of the installation is written."""
+    ld_dirs = previously_written(layout)
     if layout.host(layout.openssl_cnf).is_file() and layout.host(layout.fipsmodule_cnf).is_file():
-        yield verify.launch_environment(layout, environ.FIPS), "installed"
+        yield verify.launch_environment(layout, environ.FIPS, None, ld_dirs), "installed"
         return
     if layout.windows:
         raise UsageError(f"{layout.openssl_cnf} does not exist yet",
@@ -90,7 +102,7 @@ def fips_environment(layout: Layout) -> Iterator[Tuple[Dict[str, str], str]]:
                                 "run `fipsboot verify --profile PROFILE` for the module's state")
         with open(cnf, "w", encoding="utf-8") as f:
             f.write(opensslcnf.render(layout, module_cnf))
-        env = verify.launch_environment(layout, environ.FIPS)
+        env = verify.launch_environment(layout, environ.FIPS, None, ld_dirs)
         env["OPENSSL_CONF"] = cnf
         yield env, "temporary (not installed yet)"
 
@@ -300,7 +312,8 @@ def tls_check(profile: Profile, peers: Sequence[str] = (), cert: Optional[str] =
         checks += static_checks(tls, layout, sigs)
         reports: List[dict] = []
         if tls.peers and provider_check.ok:
-            plain_env = verify.launch_environment(layout, environ.NONFIPS)
+            plain_env = verify.launch_environment(layout, environ.NONFIPS, None,
+                                                  previously_written(layout))
             peer_checks, reports = check_peers(openssl, tls, layout, fips_env, plain_env, facts)
             checks += peer_checks
     ok = verdict_ok(checks, strict)
