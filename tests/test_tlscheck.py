@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 from pathlib import Path
 from typing import Dict
 
 import pytest
 from conftest import LINUX_VERSIONS, build, fipsboot, lay_out, tree_snapshot
-from tlspeers import Pki, free_port, openssl_server, redis_tls
+from tlspeers import Pki, free_port, new_cert, openssl_server, redis_tls, write_cert
 
 TLS13_CHACHA = {"tls_protocols": '"TLSv1.3"', "tls_ciphersuites": "TLS_CHACHA20_POLY1305_SHA256"}
 TLS12_CHACHA = {"tls_protocols": '"TLSv1.2"',
@@ -342,3 +343,28 @@ def test_install_and_verify_mention_tls_check(bed):
     plain = fipsboot("verify", "--profile", str(bed.inst.write_profile(name="no-tls.toml")),
                      env=bed.env, check=0)
     assert "tls-check" not in plain.stdout
+
+
+def test_cacertdir_is_read_and_used_for_verification(bed, tmp_path):
+    """A CApath-style folder (OpenSSL's hashed names) instead of cacert; a SHA-1-signed CA in
+    it fails tls-signature-hash."""
+    folder = tmp_path / "ca dir"
+    folder.mkdir()
+    subject_hash = subprocess.run(
+        [str(bed.inst.openssl), "x509", "-hash", "-noout", "-in", str(bed.pki.cacert)],
+        env={"LD_LIBRARY_PATH": str(bed.inst.lib64), "LANG": "C"}, capture_output=True,
+        text=True, check=True).stdout.strip()
+    (folder / f"{subject_hash}.0").write_bytes(bed.pki.cacert.read_bytes())
+    profile = bed.profile("capath.toml", (
+        f"cert = {json.dumps(str(bed.client['cert']))}\n"
+        f"key = {json.dumps(str(bed.client['key']))}\n"
+        f"cacertdir = {json.dumps(str(folder))}\n"
+        f"peers = [{json.dumps(bed.peers['good'])}]\n"))
+    r = run_json("--profile", str(profile), env=bed.env, check=0)
+    assert r["peers"][0]["verdict"] == "works in FIPS mode"
+    assert "cacertdir" in [c for c in r["checks"] if c["name"] == "tls-files"][0]["reason"]
+    old = Pki(tmp_path / "old-pki", "Old CA")
+    write_cert(folder / "old-ca.pem", new_cert(old.key, "Old CA", sha1=True))
+    r = run_json("--profile", str(profile), env=bed.env, check=1)
+    c = failing_check(r, "tls-signature-hash")
+    assert f"cacertdir {folder / 'old-ca.pem'}: CN=Old CA is signed with SHA-1" in c["reason"]
