@@ -96,7 +96,7 @@ def parse(env_name: str, stdout: str, stderr: str, returncode: Optional[int]) ->
             h.verify_code, h.verify_message = int(m.group(1)), m.group(2)
         elif m := TEMP_KEY_RE.match(text):
             h.group = h.group or m.group(1).split(",")[0 if not text.count("ECDH,") else 1].strip()
-        elif m := GROUP_RE.match(text):
+        elif (m := GROUP_RE.match(text)) and m.group(1) != "<NULL>":
             h.group = m.group(1)  # 3.5 names the TLS 1.3 group itself (e.g. X25519MLKEM768)
         elif m := ERROR_RE.match(text):
             if m.group("reason") not in h.errors:
