@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import fipsboot
 
 from fipsboot import profile as profile_mod
 from fipsboot.errors import ProfileError
@@ -104,3 +105,20 @@ def test_tls_section_parsed():
     assert profile_mod.parse({"server": {"install-dir": "/opt/ors"}}, Path("/p.toml")).tls is None
     with pytest.raises(ProfileError, match=r"\[tls\] sni: must be a host name"):
         profile_mod.parse({**raw, "tls": {"sni": "-x"}}, Path("/p.toml"))
+
+
+@pytest.mark.parametrize("tls, message", [
+    ('peers = ["no-port"]\n', "[tls] peers: 'no-port': expected HOST:PORT"),
+    ('peers = ["-oProxyCommand=x:1"]\n', "is not a host name or IP address"),
+    ('cert = "relative.pem"\n', "[tls] cert: must be an absolute path"),
+    ('certificate = "/x.pem"\n', "[tls] certificate: unknown key"),
+    ('sni = 5\n', "[tls] sni: must be a str"),
+    ('peers = "a:1"\n', "[tls] peers: must be a list of strings"),
+])
+def test_bad_tls_section_is_a_profile_error(tmp_path, tls, message):
+    """Exit 2 with the file and the key named, for tls-check and the other commands alike."""
+    profile = tmp_path / "bad.toml"
+    profile.write_text(f'[server]\ninstall-dir = "{tmp_path}"\n[tls]\n{tls}')
+    for command in ("tls-check", "verify"):
+        r = fipsboot(command, "--profile", str(profile), check=2)
+        assert message in r.stderr and str(profile) in r.stderr and "Traceback" not in r.stderr
