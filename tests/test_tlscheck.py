@@ -379,3 +379,34 @@ def test_cacertdir_is_read_and_used_for_verification(bed, tmp_path):
     c = failing_check(r, "tls-signature-hash")
     assert f"cacertdir {folder / 'old-ca.pem'}: CN=Old CA is signed with SHA-1" in c["reason"]
 
+
+
+def test_python_api_for_report_and_a_peer_that_never_answers(bed, monkeypatch):
+    """`tls_check()` as `report` calls it: a JSON-able dict. A peer that accepts the connection
+    and says nothing is bounded by the time limit and fails in both modes."""
+    import socket
+
+    from fipsboot import profile as profile_mod
+    from fipsboot import tlshandshake
+    from fipsboot.tlscheck import tls_check
+
+    monkeypatch.setenv("FIPSBOOT_STATE_DIR", bed.env["FIPSBOOT_STATE_DIR"])
+    monkeypatch.setattr(tlshandshake, "TIMEOUT", 2.0)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        spec = f"127.0.0.1:{silent.getsockname()[1]}"
+        profile = profile_mod.load(bed.profile("api.toml", f"cacert = {json.dumps(str(bed.pki.cacert))}\n"))
+        result = tls_check(profile, peers=[spec, bed.peers["ed25519"]], cert=str(bed.client["cert"]),
+                           key=str(bed.client["key"]))
+    data = json.loads(json.dumps(result, default=lambda o: o.to_json()))
+    assert {"ok", "checks", "peers", "summary", "exit_code"} <= set(data)
+    silent_peer, ed_peer = data["peers"]
+    assert silent_peer["verdict"] == f"fails in both modes: {spec} did not answer within the " \
+                                     "time limit"
+    assert silent_peer["handshakes"]["fips"]["timed_out"] is True
+    assert ed_peer["ok"] and data["ok"] is False and data["exit_code"] == 1
+    mine = {"cert": str(bed.client["cert"]), "key": str(bed.client["key"])}
+    # the Ed25519 finding is a warning: it fails the verdict only when strict
+    assert tls_check(profile, peers=[bed.peers["ed25519"]], strict=True, **mine)["ok"] is False
+    assert tls_check(profile, peers=[bed.peers["ed25519"]], **mine)["ok"] is True
