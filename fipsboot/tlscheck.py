@@ -258,7 +258,7 @@ def peer_findings(peer: Peer, results: Dict[str, Handshake], sentence: str, fact
     return found
 
 
-def check_peers(openssl: OpenSSL, tls: TlsSettings, layout: Layout, fips_env: Dict[str, str],
+def check_peers(openssl: OpenSSL, tls: TlsSettings, fips_env: Dict[str, str],
                 plain_env: Dict[str, str], facts: dict) -> Tuple[List[Check], List[dict]]:
     peers = [parse_peer(spec) for spec in tls.peers]
     jobs = []
@@ -314,7 +314,7 @@ def tls_check(profile: Profile, peers: Sequence[str] = (), cert: Optional[str] =
         if tls.peers and provider_check.ok:
             plain_env = verify.launch_environment(layout, environ.NONFIPS, None,
                                                   previously_written(layout))
-            peer_checks, reports = check_peers(openssl, tls, layout, fips_env, plain_env, facts)
+            peer_checks, reports = check_peers(openssl, tls, fips_env, plain_env, facts)
             checks += peer_checks
     ok = verdict_ok(checks, strict)
     working = sum(1 for r in reports if r["ok"])
