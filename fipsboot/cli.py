@@ -70,6 +70,8 @@ def print_plan(result: dict) -> None:
         click.echo(f"note: {note}")
 
 
+TLS_NOTE = ("the profile has a [tls] section: `fipsboot tls-check --profile PROFILE` checks that "
+            "the server's TLS connections work in FIPS mode")
 profile_option = click.option("--profile", "profile_path", required=True,
                               type=click.Path(dir_okay=False), help="the installation's TOML profile")
 json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
@@ -95,7 +97,10 @@ def install(profile_path: str, dry_run: bool, force: bool, as_json: bool) -> Non
     def go() -> int:
         from .install import install as do_install
 
-        result = do_install(load_profile(profile_path), dry_run=dry_run, force=force)
+        profile = load_profile(profile_path)
+        result = do_install(profile, dry_run=dry_run, force=force)
+        if profile.tls is not None:
+            result["notes"].append(TLS_NOTE)
         emit(result, as_json, print_plan)
         return EXIT_OK
     guarded(as_json, go)
@@ -113,7 +118,8 @@ def verify(profile_path: str, fast: bool, strict: bool, as_json: bool) -> None:
         from .checks import verdict_ok
         from .verify import verify_profile
 
-        mode, checks = verify_profile(load_profile(profile_path), live=not fast)
+        profile = load_profile(profile_path)
+        mode, checks = verify_profile(profile, live=not fast)
         ok = verdict_ok(checks, strict)
         result = {"ok": ok, "mode": mode, "checks": checks}
 
@@ -124,6 +130,8 @@ def verify(profile_path: str, fast: bool, strict: bool, as_json: bool) -> None:
                 if not c.ok and c.fix:
                     click.echo(f"      {'':15} fix: {c.fix}")
             click.echo(f"verify ({mode}): {'passed' if ok else 'FAILED'}")
+            if profile.tls is not None:
+                click.echo(f"note: {TLS_NOTE}")
         emit(result, as_json, text)
         return EXIT_OK if ok else EXIT_FAILED
     guarded(as_json, go)
@@ -255,3 +263,43 @@ def print_status(r: dict) -> None:
     for note in r["notes"]:
         click.echo(f"note: {note}")
     click.echo(f"status: {r['summary']} (exit {r['exit_code']})")
+@main.command("tls-check")
+@profile_option
+@click.option("--peer", "peers", multiple=True, metavar="HOST:PORT",
+              help="a TLS endpoint the server talks to (repeatable; adds to [tls] peers)")
+@click.option("--cert", type=click.Path(dir_okay=False), help="the server's client certificate (PEM)")
+@click.option("--key", type=click.Path(dir_okay=False), help="the private key of --cert (PEM)")
+@click.option("--cacert", type=click.Path(dir_okay=False), help="the CAs that sign the peers (PEM)")
+@click.option("--strict", is_flag=True, help="warnings (findings) fail the verdict too (exit 1)")
+@json_option
+def tls_check(profile_path: str, peers: tuple, cert: Optional[str], key: Optional[str],
+              cacert: Optional[str], strict: bool, as_json: bool) -> None:
+    """Will the server's TLS connections still work in FIPS mode? Checks its certificate and key,
+    and shakes hands with each peer with and without FIPS (read-only)."""
+    def go() -> int:
+        from .tlscheck import tls_check as check
+
+        result = check(load_profile(profile_path), peers, cert, key, cacert, strict)
+
+        def text(r: dict) -> None:
+            for c in r["checks"]:
+                label = "PASS" if c.ok else ("FAIL" if c.fails(strict) else "WARN")
+                click.echo(f"{label}  {c.name:23} {c.reason}")
+                if not c.ok and c.fix:
+                    click.echo(f"      {'':23} fix: {c.fix}")
+            for p in r["peers"]:
+                click.echo(f"peer {p['peer']}: {p['verdict']}")
+                for name in ("fips", "non-fips"):
+                    h = p["handshakes"][name]
+                    got = (f"{h['protocol']} {h['cipher']} group {h['group'] or '-'}, verify "
+                           f"{h['verify_code']} ({h['verify_message']})" if h["protocol"]
+                           else "; ".join(h["errors"]) or "no handshake")
+                    click.echo(f"  {name:9} {got}")
+                for c in p["chain"]:
+                    click.echo(f"  chain     {c['subject']}: {c['key']}, signed with "
+                               f"{c['signature_hash'] or 'EdDSA'}")
+            click.echo(f"tls-check (FIPS environment {r['fips_environment']}): "
+                       f"{'passed' if r['ok'] else 'FAILED'}: {r['summary']}")
+        emit(result, as_json, text)
+        return EXIT_OK if result["ok"] else EXIT_FAILED
+    guarded(as_json, go)

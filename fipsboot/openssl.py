@@ -59,6 +59,11 @@ class OpenSSL:
         return processes.run_together([([*program, *args], stdin) for args, stdin in jobs],
                                       env, TIMEOUT, OpenSSLError)
 
+    def run_bounded(self, args: Sequence[str], env: Mapping[str, str], timeout: float) -> Result:
+        """One command with its own time limit (a TLS handshake with a peer that never answers)."""
+        program = [*self.layout.profile.launcher, str(self.layout.host(self.layout.openssl))]
+        return processes.run_together([([*program, *args], b"")], env, timeout, OpenSSLError)[0]
+
     # --- the questions fipsboot asks openssl ---------------------------------------------
 
     def version(self, env: Mapping[str, str]) -> str:

@@ -48,6 +48,18 @@ class Target:
 
 
 @dataclass(frozen=True)
+class TlsSettings:
+    """[tls]: the server's TLS client material and peers, with the vendor's option names."""
+
+    cert: Optional[str] = None
+    key: Optional[str] = None
+    cacert: Optional[str] = None
+    cacertdir: Optional[str] = None
+    sni: Optional[str] = None
+    peers: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Profile:
     source: Path
     platform: str
@@ -65,6 +77,7 @@ class Profile:
     systemd_dir: str
     raw: dict = field(default_factory=dict, compare=False, repr=False)
     process_names: Tuple[str, ...] = ()  # `status`: servers started without the wrapper
+    tls: Optional[TlsSettings] = None
 
     @property
     def pure_path(self):
@@ -75,6 +88,7 @@ SERVER_KEYS = {"install-dir", "fips-module", "openssl", "lib-dirs", "config-dir"
                "security-pack-dir", "fipsinstall-options", "launcher", "platform",
                "fips-key", "fips-switch", "process-names"}
 ACCOUNT_KEYS = {"targets", "systemd-dir"}
+TLS_KEYS = {"cert", "key", "cacert", "cacertdir", "sni", "peers"}
 
 
 class _Reader:
@@ -124,9 +138,10 @@ def load(path: str | Path) -> Profile:
 
 
 def parse(raw: dict, source: Path) -> Profile:
-    unknown = sorted(set(raw) - {"server", "account"})
+    unknown = sorted(set(raw) - {"server", "account", "tls"})
     if unknown:
-        raise ProfileError(f"{source}: unknown table [{unknown[0]}] (known: [server], [account])")
+        raise ProfileError(f"{source}: unknown table [{unknown[0]}] "
+                           "(known: [server], [account], [tls])")
     if not isinstance(raw.get("server"), dict):
         raise ProfileError(f"{source}: [server] table is required")
     server = _Reader(source, raw["server"], "server", SERVER_KEYS)
@@ -214,9 +229,37 @@ def parse(raw: dict, source: Path) -> Profile:
     if not PurePosixPath(systemd_dir).is_absolute():
         account.fail("systemd-dir", f"must be an absolute path, got {systemd_dir!r}")
 
+    tls = None
+    if "tls" in raw:
+        if not isinstance(raw["tls"], dict):
+            raise ProfileError(f"{source}: [tls] must be a table")
+        tls = _tls_settings(_Reader(source, raw["tls"], "tls", TLS_KEYS), platform)
+
     return Profile(source=source, platform=platform, install_dir=install_dir,
                    fips_module=fips_module, openssl=openssl, lib_dirs=lib_dirs,
                    config_dir=config_dir, security_pack_dir=security_pack_dir,
                    fipsinstall_options=options, launcher=launcher, fips_key=fips_key,
                    fips_switch=fips_switch, targets=tuple(targets), systemd_dir=systemd_dir,
-                   raw=raw, process_names=process_names)
+                   raw=raw, process_names=process_names, tls=tls)
+
+
+def _tls_settings(tls: _Reader, platform: str) -> TlsSettings:
+    from .tlspeer import parse_peer, valid_host
+
+    paths = {}
+    for key in ("cert", "key", "cacert", "cacertdir"):
+        value = tls.get(key, str)
+        if value is not None:
+            if "\0" in value or "\n" in value or not _is_absolute(platform, value):
+                tls.fail(key, f"must be an absolute path, got {value!r}")
+            paths[key] = value
+    sni = tls.get("sni", str)
+    if sni is not None and not valid_host(sni):
+        tls.fail("sni", f"must be a host name, got {sni!r}")
+    peers = []
+    for spec in tls.get("peers", list, []):
+        try:
+            peers.append(parse_peer(spec).spec)
+        except ValueError as e:
+            tls.fail("peers", str(e))
+    return TlsSettings(sni=sni, peers=tuple(dict.fromkeys(peers)), **paths)

@@ -8,6 +8,7 @@ folder (kept with --keep); nothing outside it is touched.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -81,6 +82,32 @@ def tls_server_through_wrapper(inst, profile: Path, expect_fips: bool) -> None:
         server.wait(10)
 
 
+def tls_check_against_redis(profile: Path, work: Path) -> None:
+    """Two Redis nodes with TLS (Debian's redis-server), one limited to ChaCha20-Poly1305:
+    tls-check says which keeps working in FIPS mode (exit 1: one does not)."""
+    from tlspeers import Pki, redis_tls
+
+    pki = Pki(work / "pki", "Sample CA")
+    client = pki.issue("ors-client")
+    with contextlib.ExitStack() as stack:
+        peers = []
+        for name, options in (("redis-1", {}), ("redis-2", {
+                "tls_protocols": '"TLSv1.3"', "tls_ciphersuites": "TLS_CHACHA20_POLY1305_SHA256"})):
+            node = pki.issue(name)
+            peers.append(stack.enter_context(redis_tls(work / name, node["cert"], node["key"],
+                                                       pki.cacert, **options)))
+        with open(profile, "a") as f:
+            f.write(f"\n[tls]\ncert = {json.dumps(str(client['cert']))}\n"
+                    f"key = {json.dumps(str(client['key']))}\n"
+                    f"cacert = {json.dumps(str(pki.cacert))}\npeers = {json.dumps(peers)}\n")
+        print(f"\n[tls] added to the profile; redis-1 on {peers[0]}, redis-2 (ChaCha20 only) on "
+              f"{peers[1]}")
+        r = step("will the TLS connections work in FIPS mode?", "tls-check", "--profile",
+                 str(profile), check=False)
+        if r.returncode != 1 or "works in FIPS mode" not in r.stdout:
+            sys.exit("demo: tls-check did not tell the two Redis nodes apart")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version", default="3.0", choices=["3.0", "3.5"])
@@ -102,6 +129,7 @@ def main() -> int:
         step("FIPS mode", "install", "--profile", str(profile))
         step("a second run changes nothing", "install", "--profile", str(profile))
         step("the verdict", "verify", "--profile", str(profile))
+        tls_check_against_redis(profile, work)
         tls_server_through_wrapper(inst, profile, expect_fips=True)
         step("non-FIPS mode", "reset", "--profile", str(profile))
         step("the non-FIPS verdict", "verify", "--profile", str(profile))

@@ -6,6 +6,12 @@ cd "$(dirname "$0")/.."
 if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
 fi
+# Debian's redis-server: a real TLS peer for the tls-check tests (no service is started here;
+# each test starts its own on a loopback port).
+if ! command -v redis-server >/dev/null 2>&1; then
+  flock /tmp/apt.lock apt-get update -qq
+  flock /tmp/apt.lock env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
+fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 if ! .venv/bin/python -c 'import fipsboot, pytest, ruff' 2>/dev/null \
    || [ pyproject.toml -nt .venv/.fipsboot-installed ]; then
