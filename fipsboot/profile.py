@@ -64,6 +64,7 @@ class Profile:
     targets: Tuple[Target, ...]
     systemd_dir: str
     raw: dict = field(default_factory=dict, compare=False, repr=False)
+    cmvp_certificate: Optional[str] = None  # the vendor's own CMVP certificate: the operator's word
 
     @property
     def pure_path(self):
@@ -72,7 +73,7 @@ class Profile:
 
 SERVER_KEYS = {"install-dir", "fips-module", "openssl", "lib-dirs", "config-dir",
                "security-pack-dir", "fipsinstall-options", "launcher", "platform",
-               "fips-key", "fips-switch"}
+               "fips-key", "fips-switch", "cmvp-certificate"}
 ACCOUNT_KEYS = {"targets", "systemd-dir"}
 
 
@@ -191,6 +192,12 @@ def parse(raw: dict, source: Path) -> Profile:
         fips_switch = FipsSwitch(absolute("fips-switch.file", switch["file"], None),
                                  switch["section"], switch["key"])
 
+    cmvp_certificate = server.get("cmvp-certificate", str)
+    if cmvp_certificate is not None and not (cmvp_certificate.isascii() and cmvp_certificate.isdigit()
+                                             and 0 < len(cmvp_certificate) <= 6):
+        server.fail("cmvp-certificate", f"must be a CMVP certificate number such as \"4985\", "
+                                        f"got {cmvp_certificate!r}")
+
     targets = []
     for spec in account.get("targets", list, []):
         kind, _, arg = spec.partition(":")
@@ -213,4 +220,4 @@ def parse(raw: dict, source: Path) -> Profile:
                    config_dir=config_dir, security_pack_dir=security_pack_dir,
                    fipsinstall_options=options, launcher=launcher, fips_key=fips_key,
                    fips_switch=fips_switch, targets=tuple(targets), systemd_dir=systemd_dir,
-                   raw=raw)
+                   raw=raw, cmvp_certificate=cmvp_certificate)
