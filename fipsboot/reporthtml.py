@@ -8,6 +8,7 @@ import json
 from html import escape
 from typing import Any, List
 
+from .environ import NONFIPS
 from .report import label
 
 STYLE = """
@@ -109,7 +110,7 @@ def _section(s: dict) -> str:
 
 def render(report: dict) -> str:
     v = report["verdict"]
-    kind = "ok" if v["ok"] else ("info" if report["mode"] == "nonfips" and not v["failed"] else "fail")
+    kind = "ok" if v["ok"] else ("info" if report["mode"] == NONFIPS and not v["failed"] else "fail")
     host = next((s["data"].get("host") for s in report["sections"] if s["id"] == "host"), "")
     warnings = (f"<p><b>Warnings:</b> {escape(', '.join(v['warnings']))}</p>" if v["warnings"]
                 else "")
