@@ -92,16 +92,19 @@ def provider_section(openssl: OpenSSL, env: Dict[str, str]) -> dict:
         return section("provider", "FIPS provider and libcrypto", False, str(e), {}, raw)
     first = (version.stdout.splitlines() or [""])[0]
     libcrypto = first.split()[1] if first.startswith("OpenSSL ") and len(first.split()) > 1 else None
-    data = {"providers": {k: p.fields for k, p in found.items()}, "libcrypto_version": libcrypto,
-            "openssl_version_line": first}
+    data = {"providers": {k: {f: p.fields.get(f) for f in ("name", "version", "status")}
+                          for k, p in found.items()},
+            "libcrypto_version": libcrypto, "openssl_version_line": first}
     fips = found.get("fips")
     if fips is None:
         summary = ("no fips provider loaded in this environment; loaded: "
                    + (", ".join(found) or "none") + f" (libcrypto {libcrypto})")
         return section("provider", "FIPS provider and libcrypto", None, summary, data, raw)
+    # `-verbose` prints "build info" (its nested parameter list also names "buildinfo").
+    build_info = fips.fields.get("build info") or fips.fields.get("buildinfo")
     data["fips"] = {"name": fips.fields.get("name"), "version": fips.version,
-                    "build_info": fips.fields.get("buildinfo"), "status": fips.fields.get("status")}
-    summary = (f"{fips.fields.get('name')} {fips.version} (build {fips.fields.get('buildinfo')}), "
+                    "build_info": build_info, "status": fips.fields.get("status")}
+    summary = (f"{fips.fields.get('name')} {fips.version} (build {build_info}), "
                f"{fips.fields.get('status')}; libcrypto {libcrypto}")
     return section("provider", "FIPS provider and libcrypto", fips.active, summary, data, raw)
 

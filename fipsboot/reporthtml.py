@@ -112,8 +112,10 @@ def render(report: dict) -> str:
     v = report["verdict"]
     kind = "ok" if v["ok"] else ("info" if report["mode"] == NONFIPS and not v["failed"] else "fail")
     host = next((s["data"].get("host") for s in report["sections"] if s["id"] == "host"), "")
-    warnings = (f"<p><b>Warnings:</b> {escape(', '.join(v['warnings']))}</p>" if v["warnings"]
-                else "")
+    reasons = {c.get("name"): c.get("reason") for s in report["sections"] if s["id"] == "verify"
+               for c in s["data"].get("checks", [])}
+    warnings = "".join(f"<p class='WARN'><b>Warning ({escape(str(w))}):</b> "
+                       f"{escape(str(reasons.get(w, '')))}</p>" for w in v["warnings"])
     nav = "".join(f"<li><a href='#{escape(s['id'])}'>{escape(s['title'])}</a> &mdash; {label(s)}</li>"
                   for s in report["sections"])
     return f"""<!DOCTYPE html>
