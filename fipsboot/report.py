@@ -251,7 +251,8 @@ def journal_section(journal: Journal) -> dict:
                     "managed_now": dict(journal.managed)})
 
 
-def optional_section(sid: str, title: str, module: str, call: Callable) -> Optional[dict]:
+def optional_section(sid: str, title: str, module: str, call: Callable,
+                     ok_of: Callable[[dict], Optional[bool]]) -> Optional[dict]:
     """A section from another command's core (status, tls-check) when this fipsboot has it."""
     try:
         mod = importlib.import_module(f".{module}", __package__)
@@ -262,9 +263,7 @@ def optional_section(sid: str, title: str, module: str, call: Callable) -> Optio
                                        if hasattr(o, "to_json") else str(o)))
     except FipsbootError as e:
         return section(sid, title, False, f"could not run: {e}")
-    ok = result.get("ok")
-    if ok is None and "exit_code" in result:
-        ok = result["exit_code"] == 0
+    ok = ok_of(result)
     summary = result.get("summary") or ("passed" if ok else "failed")
     return section(sid, title, ok, str(summary), result)
 
@@ -300,12 +299,14 @@ def build(profile, now: Optional[datetime.datetime] = None) -> dict:
                             lambda: probe_section(openssl, env, mode)))
     sections.append(cmvp_section(profile, checks, mode))
     status = optional_section("status", "Running processes (status)", "status",
-                              lambda m: m.status_report(profile, require_running=False))
+                              lambda m: m.status_report(profile, require_running=False),
+                              # 0 consistent FIPS, 1 inconsistent, 2 consistent non-FIPS
+                              lambda r: {0: True, 1: False}.get(r.get("exit_code")))
     if status:
         sections.append(status)
     if getattr(profile, "tls", None) or "tls" in profile.raw:
         tls = optional_section("tls-check", "TLS (tls-check)", "tlscheck",
-                               lambda m: m.tls_check(profile))
+                               lambda m: m.tls_check(profile), lambda r: bool(r.get("ok")))
         if tls:
             sections.append(tls)
     sections.append(guarded("journal", "Journal: what fipsboot changed, and when",
@@ -350,8 +351,9 @@ def label(s: dict) -> str:
 def text_lines(report: dict) -> List[str]:
     v = report["verdict"]
     lines = [f"Verdict: {v['text']}", v["detail"]]
-    if v["warnings"]:
-        lines.append("Warnings: " + ", ".join(v["warnings"]))
+    reasons = {c.get("name"): c.get("reason") for s in report["sections"] if s["id"] == "verify"
+               for c in s["data"].get("checks", [])}
+    lines += [f"Warning ({w}): {reasons.get(w, '')}" for w in v["warnings"]]
     for s in report["sections"]:
         lines += ["", f"{label(s)}  {s['title']}: {s['summary']}"]
         for c in s["data"].get("checks", []) if isinstance(s["data"].get("checks"), list) else []:
