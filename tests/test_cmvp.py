@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -102,3 +104,11 @@ def test_operator_statement_is_shown_as_such():
 def test_operator_statement_of_a_historical_certificate_still_warns():
     a = cmvp.assess(PROVIDER, "3.0.22", stated_certificate="4282", today=TODAY)
     assert a["warning"] and "historical" in a["operator_statement"]["text"]
+
+
+def test_cmvp_stays_out_of_the_wrappers_start_up():
+    """`run` sits in the server's start-up: importing its path must not load the CMVP data."""
+    code = ("import sys, fipsboot.entry, fipsboot.runner, fipsboot.verify; "
+            "print(sorted(m for m in sys.modules if m in ('fipsboot.cmvp', 'fipsboot.report')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
