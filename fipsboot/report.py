@@ -312,8 +312,16 @@ def build(profile, now: Optional[datetime.datetime] = None) -> dict:
     sections.append(guarded("journal", "Journal: what fipsboot changed, and when",
                             lambda: journal_section(journal)))
 
+    v = verdict(mode, sections, checks)
+    return {"format": FORMAT, "generated": now.isoformat(timespec="seconds"),
+            "fipsboot_version": __version__, "profile": str(profile.source), "mode": mode,
+            "verdict": v, "exit_code": EXIT_OK if v["ok"] else EXIT_FAILED, "sections": sections}
+
+
+def verdict(mode: str, sections: List[dict], checks: List[Check]) -> dict:
+    """FIPS mode only when every check and every section that judged passed (warnings
+    aside); the failed ones are named. Non-FIPS mode is never evidence of FIPS mode."""
     if mode == environ.FIPS:
-        # The verdict: in FIPS mode, every section that judged must have passed.
         failed = [s["id"] for s in sections
                   if s["ok"] is False and s["severity"] != "warning" and s["id"] != "verify"]
         failed[:0] = [c.name for c in checks if c.fails()]
@@ -333,11 +341,7 @@ def build(profile, now: Optional[datetime.datetime] = None) -> dict:
     if mode == environ.FIPS and not ok:
         detail = ("The evidence below does NOT show FIPS mode: each failed section says why and "
                   "how to fix it.")
-    return {"format": FORMAT, "generated": now.isoformat(timespec="seconds"),
-            "fipsboot_version": __version__, "profile": str(profile.source), "mode": mode,
-            "verdict": {"ok": ok, "text": text, "detail": detail, "failed": failed,
-                        "warnings": warnings},
-            "exit_code": EXIT_OK if ok else EXIT_FAILED, "sections": sections}
+    return {"ok": ok, "text": text, "detail": detail, "failed": failed, "warnings": warnings}
 
 
 # --- text -------------------------------------------------------------------------------
