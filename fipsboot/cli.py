@@ -303,3 +303,28 @@ def tls_check(profile_path: str, peers: tuple, cert: Optional[str], key: Optiona
         emit(result, as_json, text)
         return EXIT_OK if result["ok"] else EXIT_FAILED
     guarded(as_json, go)
+
+
+@main.command()
+@profile_option
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="also write the report as one self-contained HTML page to this file")
+@json_option
+def report(profile_path: str, html_path: Optional[str], as_json: bool) -> None:
+    """Evidence an auditor can keep: host, provider, module MAC, self-tests, every check, the
+    CMVP status and the journal's history (exit 0: the evidence shows FIPS mode; 1: it does
+    not)."""
+    def go() -> int:
+        from .report import build, text_lines
+
+        result = build(load_profile(profile_path))
+        if html_path:
+            from pathlib import Path
+
+            from .fsutil import atomic_write
+            from .reporthtml import render
+
+            atomic_write(Path(html_path), render(result).encode("utf-8"), 0o644)
+        emit(result, as_json, lambda r: click.echo("\n".join(text_lines(r))))
+        return result["exit_code"]
+    guarded(as_json, go)

@@ -56,6 +56,18 @@ def state_root() -> Path:
     return Path(platformdirs.user_state_dir("fipsboot", appauthor=False))
 
 
+def current_user() -> str:
+    """Who ran the command (the effective account, not what $USER claims)."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        import getpass
+
+        return getpass.getuser()
+
+
 def installation_key(install_dir: str) -> str:
     tail = "".join(c if c.isalnum() else "-" for c in install_dir)[-40:].strip("-")
     return f"{hashlib.sha256(install_dir.encode()).hexdigest()[:12]}-{tail}"
@@ -164,7 +176,7 @@ class Journal:
         self.recover()
         cid = max((c["id"] for c in self.checkpoints), default=0) + 1
         checkpoint = {"id": cid, "command": command, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                      "status": "pending", "entries": [],
+                      "user": current_user(), "status": "pending", "entries": [],
                       "before": json.loads(json.dumps(self._state()))}
         self.checkpoints.append(checkpoint)
         self._save()

@@ -78,6 +78,7 @@ class Profile:
     raw: dict = field(default_factory=dict, compare=False, repr=False)
     process_names: Tuple[str, ...] = ()  # `status`: servers started without the wrapper
     tls: Optional[TlsSettings] = None
+    cmvp_certificate: Optional[str] = None  # the vendor's own CMVP certificate: the operator's word
 
     @property
     def pure_path(self):
@@ -86,7 +87,7 @@ class Profile:
 
 SERVER_KEYS = {"install-dir", "fips-module", "openssl", "lib-dirs", "config-dir",
                "security-pack-dir", "fipsinstall-options", "launcher", "platform",
-               "fips-key", "fips-switch", "process-names"}
+               "fips-key", "fips-switch", "process-names", "cmvp-certificate"}
 ACCOUNT_KEYS = {"targets", "systemd-dir"}
 TLS_KEYS = {"cert", "key", "cacert", "cacertdir", "sni", "peers"}
 
@@ -212,6 +213,12 @@ def parse(raw: dict, source: Path) -> Profile:
         if not name or "/" in name or "\\" in name or "\0" in name:
             server.fail("process-names", f"{name!r}: give a process name or an executable's "
                                          "file name, not a path")
+    cmvp_certificate = server.get("cmvp-certificate", str)
+    if cmvp_certificate is not None and not (cmvp_certificate.isascii() and cmvp_certificate.isdigit()
+                                             and 0 < len(cmvp_certificate) <= 6):
+        server.fail("cmvp-certificate", f"must be a CMVP certificate number such as \"4985\", "
+                                        f"got {cmvp_certificate!r}")
+
     targets = []
     for spec in account.get("targets", list, []):
         kind, _, arg = spec.partition(":")
@@ -240,7 +247,8 @@ def parse(raw: dict, source: Path) -> Profile:
                    config_dir=config_dir, security_pack_dir=security_pack_dir,
                    fipsinstall_options=options, launcher=launcher, fips_key=fips_key,
                    fips_switch=fips_switch, targets=tuple(targets), systemd_dir=systemd_dir,
-                   raw=raw, process_names=process_names, tls=tls)
+                   raw=raw, process_names=process_names, tls=tls,
+                   cmvp_certificate=cmvp_certificate)
 
 
 def _tls_settings(tls: _Reader, platform: str) -> TlsSettings:

@@ -13,6 +13,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
   flock /tmp/apt.lock env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
+# Headless Chromium renders `fipsboot report --html` in the tests (Debian's package, nothing
+# downloaded by a browser driver). Serialised on /tmp/apt.lock with other apt-get users.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+  flock /tmp/apt.lock sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends chromium'
+fi
 if ! .venv/bin/python -c 'import fipsboot, pytest, ruff' 2>/dev/null \
    || [ pyproject.toml -nt .venv/.fipsboot-installed ]; then
   .venv/bin/pip install -q --upgrade pip

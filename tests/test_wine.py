@@ -53,6 +53,9 @@ def test_install_and_verify_under_wine(installed):
     cnf = open(os.path.join(w["cfg"], "openssl.cnf")).read()
     assert ".include C:/GCTI/ORS_FIPS_CFG/fipsmodule.cnf" in cnf
     checks = verify(w)
+    # cmvp: a FIPS-capable build, not a validated module: a warning, verify still passes
+    cmvp = checks.pop("cmvp")
+    assert cmvp["ok"] is False and cmvp["severity"] == "warning", cmvp
     assert all(c["ok"] for c in checks.values()), checks
     assert checks["providers"]["details"]["fips_version"].startswith("3.0.")
     # openssl.exe started with the vendor guide's variables: fips active, MD5 refused.
@@ -207,3 +210,21 @@ def test_registry_targets_under_wine(registry_targets):
     assert reg(w, "query", SERVICE_KEY, "/v", "Environment").strip().endswith("TZ=UTC")
     assert reg(w, "query", MACHINE_KEY, "/v", "OPENSSL_CONF") == ""
     assert reg(w, "query", r"HKCU\Environment", "/v", "OPENSSL_MODULES") == ""
+
+
+def test_report_under_wine(installed, tmp_path):
+    """The report of a Windows installation: openssl.exe's provider, a fresh fipsinstall of
+    fips.dll into a private folder beside the config (a path openssl.exe can see), the CMVP
+    warning of the 3.0 build."""
+    w = installed
+    html = tmp_path / "report.html"
+    r = fipsboot("report", "--profile", str(w["profile"]), "--json", "--html", str(html), check=0)
+    result = json.loads(r.stdout)
+    assert result["verdict"]["text"] == "FIPS mode" and result["verdict"]["warnings"] == ["cmvp"]
+    by_id = {s["id"]: s for s in result["sections"]}
+    assert by_id["provider"]["data"]["fips"]["version"].startswith("3.0.")
+    st = by_id["self-test"]["data"]
+    assert st["passed"] and st["matches_installed_fipsmodule_cnf"] and len(st["self_tests"]) >= 5
+    assert "not a validated module" in by_id["cmvp"]["summary"]
+    assert not [n for n in os.listdir(w["cfg"]) if n.startswith(".fipsboot-report-")]
+    assert "Verdict: FIPS mode" in html.read_text()

@@ -1,0 +1,373 @@
+"""`fipsboot report`: the evidence an auditor keeps, gathered in one go.
+
+The report is a list of sections, each with an id, a title, a result (ok: true / false / null
+for "information only"), a one-line summary, its data and the raw outputs it was judged from.
+The text, JSON and HTML forms all render that one list; `status` and `tls-check` results (when
+those commands exist in this fipsboot) become sections the same way.
+
+Exit codes: 0 the evidence shows FIPS mode; 1 it does not (a failed check, or the installation
+is in non-FIPS mode); 2 usage or profile error (raised before anything runs).
+"""
+from __future__ import annotations
+
+import datetime
+import importlib
+import json
+import os
+import platform
+import shutil
+import socket
+import tempfile
+from typing import Callable, Dict, List, Optional
+
+from . import __version__, cmvp, environ, fipsmodule, fsutil, verify
+from .checks import Check
+from .errors import EXIT_FAILED, EXIT_OK, FipsbootError
+from .journal import Journal
+from .layout import Layout, resolve
+from .openssl import OpenSSL
+from .platforms import backend_for
+
+FORMAT = 1
+
+
+def section(sid: str, title: str, ok: Optional[bool], summary: str, data: Optional[dict] = None,
+            raw: Optional[List[dict]] = None, severity: str = "error") -> dict:
+    """ok: True passed, False failed (a "warning" fails only under --strict), None information."""
+    return {"id": sid, "title": title, "ok": ok, "severity": severity, "summary": summary,
+            "data": data or {}, "raw": raw or []}
+
+
+def raw_output(label: str, result) -> dict:
+    """A command's output as evidence: the command line, its exit code, what it printed."""
+    return {"label": label, "command": " ".join(result.args), "exit_code": result.returncode,
+            "text": result.output}
+
+
+def os_name() -> str:
+    try:
+        with open("/etc/os-release", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.release()}"
+
+
+# --- the sections -----------------------------------------------------------------------
+
+def host_section(profile, now: datetime.datetime) -> dict:
+    try:
+        text = profile.source.read_bytes()
+    except OSError:
+        text = b""
+    data = {"host": socket.gethostname(), "os": os_name(), "kernel": platform.platform(),
+            "time": now.isoformat(timespec="seconds"), "fipsboot_version": __version__,
+            "profile": str(profile.source), "profile_sha256": fsutil.digest(text)}
+    return section("host", "Host and profile", None,
+                   f"{data['host']}, {data['os']}, {data['time']}, fipsboot {__version__}", data,
+                   [{"label": f"profile {profile.source}", "command": None, "exit_code": None,
+                     "text": text.decode("utf-8", "replace")}])
+
+
+def mode_section(journal: Journal, mode: str) -> dict:
+    recorded = journal.mode
+    words = {environ.FIPS: "FIPS mode", environ.NONFIPS: "non-FIPS mode"}[mode]
+    summary = words + ("" if recorded else " (no journal yet: fipsboot has not installed here; "
+                       "judged as FIPS mode)")
+    return section("mode", "Mode of the installation", None, summary,
+                   {"mode": mode, "recorded_in_journal": recorded, "journal": str(journal.folder)})
+
+
+def provider_section(openssl: OpenSSL, env: Dict[str, str]) -> dict:
+    listing, version = openssl.run_together([(["list", "-providers", "-verbose"], b""),
+                                             (["version", "-a"], b"")], env)
+    raw = [raw_output("providers (verbose)", listing), raw_output("openssl version -a", version)]
+    from .providers import parse
+
+    try:
+        found = parse(listing.stdout)
+    except FipsbootError as e:
+        return section("provider", "FIPS provider and libcrypto", False, str(e), {}, raw)
+    first = (version.stdout.splitlines() or [""])[0]
+    libcrypto = first.split()[1] if first.startswith("OpenSSL ") and len(first.split()) > 1 else None
+    data = {"providers": {k: {f: p.fields.get(f) for f in ("name", "version", "status")}
+                          for k, p in found.items()},
+            "libcrypto_version": libcrypto, "openssl_version_line": first}
+    fips = found.get("fips")
+    if fips is None:
+        summary = ("no fips provider loaded in this environment; loaded: "
+                   + (", ".join(found) or "none") + f" (libcrypto {libcrypto})")
+        return section("provider", "FIPS provider and libcrypto", None, summary, data, raw)
+    # `-verbose` prints "build info" (its nested parameter list also names "buildinfo").
+    build_info = fips.fields.get("build info") or fips.fields.get("buildinfo")
+    data["fips"] = {"name": fips.fields.get("name"), "version": fips.version,
+                    "build_info": build_info, "status": fips.fields.get("status")}
+    summary = (f"{fips.fields.get('name')} {fips.version} (build {build_info}), "
+               f"{fips.fields.get('status')}; libcrypto {libcrypto}")
+    return section("provider", "FIPS provider and libcrypto", fips.active, summary, data, raw)
+
+
+def module_mac_section(layout: Layout) -> dict:
+    cnf_path = layout.host(layout.fipsmodule_cnf)
+    raw = []
+    try:
+        text = cnf_path.read_text(encoding="utf-8")
+        raw.append({"label": f"fipsmodule.cnf ({layout.fipsmodule_cnf})", "command": None,
+                    "exit_code": None, "text": text})
+        recorded = fipsmodule.parse(text).module_mac
+    except (OSError, ValueError) as e:
+        return section("module-mac", "Module MAC", False, f"fipsmodule.cnf unreadable: {e}", {}, raw)
+    try:
+        actual = fipsmodule.module_mac(layout.host(layout.module), layout.profile.fips_key)
+    except OSError as e:
+        return section("module-mac", "Module MAC", False, f"module unreadable: {e}", {}, raw)
+    same = bool(recorded) and fipsmodule.normalise_mac(recorded) == fipsmodule.normalise_mac(actual)
+    data = {"module": layout.module, "recomputed": actual, "in_fipsmodule_cnf": recorded,
+            "match": same}
+    summary = ("the module's HMAC-SHA256, recomputed now, matches fipsmodule.cnf" if same else
+               "the module's HMAC-SHA256, recomputed now, does NOT match fipsmodule.cnf: the "
+               "module changed since fipsinstall")
+    return section("module-mac", "Module MAC", same, summary, data, raw)
+
+
+def self_test_section(layout: Layout) -> dict:
+    """A fresh `openssl fipsinstall` into a private temporary folder: the module's self-tests
+    run now, and the MAC it computes is compared with the installed fipsmodule.cnf."""
+    from .install import staged_env
+
+    title = "Self-tests of the module (fresh fipsinstall)"
+    if layout.windows:  # openssl.exe must see the folder: next to the config, by its own path
+        host_tmp = tempfile.mkdtemp(prefix=".fipsboot-report-", dir=layout.host(layout.config_dir))
+        native = str(layout.profile.pure_path(layout.config_dir) / os.path.basename(host_tmp))
+    else:
+        host_tmp = native = tempfile.mkdtemp(prefix="fipsboot-report-")
+    try:
+        sep = "\\" if layout.windows else "/"
+        with open(os.path.join(host_tmp, "empty.cnf"), "w"):
+            pass
+        openssl = OpenSSL(layout)
+        env = openssl.env(staged_env(layout, native + sep + "empty.cnf"))
+        result = openssl.fipsinstall(layout.module, native + sep + "fipsmodule.cnf",
+                                     layout.profile.fipsinstall_options, env)
+        fresh_mac = None
+        try:
+            with open(os.path.join(host_tmp, "fipsmodule.cnf"), encoding="utf-8") as f:
+                fresh_mac = fipsmodule.parse(f.read()).module_mac
+        except (OSError, ValueError):
+            pass
+    finally:
+        shutil.rmtree(host_tmp, ignore_errors=True)
+    try:
+        installed = verify.read_fipsmodule(layout).module_mac
+    except (OSError, ValueError):
+        installed = None
+    same = bool(fresh_mac and installed) and \
+        fipsmodule.normalise_mac(fresh_mac) == fipsmodule.normalise_mac(installed)
+    data = {"passed": result.passed, "self_tests": result.self_tests,
+            "failed_tests": result.failed_tests, "fresh_module_mac": fresh_mac,
+            "matches_installed_fipsmodule_cnf": same}
+    raw = [{"label": "openssl fipsinstall (into a private temporary file)", "command":
+            f"openssl fipsinstall -module {layout.module} -out <temporary file>", "exit_code": None,
+            "text": result.raw}]
+    n = len(result.self_tests)
+    if result.passed:
+        summary = f"INSTALL PASSED: {n} self-test results, none failed"
+        summary += ("; the MAC it computed matches fipsmodule.cnf" if same
+                    else "; the MAC it computed differs from the installed fipsmodule.cnf")
+    else:
+        summary = "fipsinstall FAILED" + (": " + "; ".join(result.failed_tests)
+                                          if result.failed_tests else "")
+    return section("self-test", title, result.passed and same, summary, data, raw)
+
+
+def checks_section(mode: str, checks: List[Check]) -> dict:
+    failed = [c.name for c in checks if c.fails()]
+    warnings = [c.name for c in checks if not c.ok and not c.fails()]
+    summary = (f"{len(checks)} checks: " + (f"FAILED {', '.join(failed)}" if failed else "all passed")
+               + (f"; warnings: {', '.join(warnings)}" if warnings else ""))
+    return section("verify", f"verify ({mode})", not failed, summary,
+                   {"checks": [c.to_json() for c in checks]})
+
+
+def probe_section(openssl: OpenSSL, env: Dict[str, str], mode: str) -> dict:
+    _, md5, sha = openssl.probe(env)
+    raw = [raw_output("MD5 (must be refused in FIPS mode)", md5),
+           raw_output("SHA-256 (must work)", sha)]
+    data = {"md5_refused": md5.returncode != 0, "sha256_works": sha.returncode == 0}
+    if mode == environ.NONFIPS:
+        return section("negative-probe", "Negative probe", None,
+                       "non-FIPS mode: MD5 " + ("allowed" if md5.returncode == 0 else "refused")
+                       + ", SHA-256 " + ("works" if sha.returncode == 0 else "FAILS"), data, raw)
+    check = verify.negative_probe_check(md5, sha)
+    return section("negative-probe", "Negative probe", check.ok, check.reason, data, raw)
+
+
+def cmvp_section(profile, checks: List[Check], mode: str) -> dict:
+    title = "CMVP status of the provider"
+    found = next((c for c in checks if c.name == "cmvp"), None) or cmvp.check_from(checks, profile)
+    if found is None:
+        why = ("non-FIPS mode: no FIPS provider in use" if mode == environ.NONFIPS
+               else "no active fips provider was found, so its version is unknown")
+        data = {}
+        if getattr(profile, "cmvp_certificate", None):
+            data["operator_statement"] = cmvp.assess("", "", profile.cmvp_certificate)[
+                "operator_statement"]
+        return section("cmvp", title, None, why, data)
+    return section("cmvp", title, found.ok, found.reason, found.details["cmvp"],
+                   severity=found.severity)
+
+
+def journal_section(journal: Journal) -> dict:
+    rows = []
+    for cp in journal.checkpoints:
+        changes = []
+        for e in cp.get("entries", []):
+            if e.get("kind") == "dir":
+                changes.append({"what": e["key"], "kind": "folder", "before": None,
+                                "after": "created"})
+                continue
+            if e.get("kind") == "file":
+                before = None
+                if e.get("backup"):
+                    try:
+                        before = fsutil.digest(fsutil.read(journal.folder / "backups" / e["backup"]))
+                    except OSError:
+                        before = "backup unreadable"
+                changes.append({"what": e["key"], "kind": "file",
+                                "before": f"sha256:{before}" if before else "absent",
+                                "after": f"sha256:{e['after']}" if e.get("after") else "removed"})
+                continue
+            changes.append({"what": e["key"], "kind": e.get("kind"),
+                            "before": json.dumps(e.get("before")), "after": json.dumps(e.get("after"))})
+        rows.append({"id": cp["id"], "time": cp.get("time"), "command": cp["command"],
+                     "user": cp.get("user") or "not recorded", "status": cp["status"],
+                     "changes": changes})
+    summary = (f"{len(rows)} checkpoint(s); mode recorded: {journal.mode or 'none'}"
+               if rows else "no checkpoints: fipsboot has changed nothing here")
+    return section("journal", "Journal: what fipsboot changed, and when", None, summary,
+                   {"folder": str(journal.folder), "checkpoints": rows,
+                    "managed_now": dict(journal.managed)})
+
+
+def optional_section(sid: str, title: str, module: str, call: Callable,
+                     ok_of: Callable[[dict], Optional[bool]]) -> Optional[dict]:
+    """A section from another command's core (status, tls-check) when this fipsboot has it."""
+    try:
+        mod = importlib.import_module(f".{module}", __package__)
+    except ImportError:
+        return None
+    try:
+        result = json.loads(json.dumps(call(mod), default=lambda o: o.to_json()
+                                       if hasattr(o, "to_json") else str(o)))
+    except FipsbootError as e:
+        return section(sid, title, False, f"could not run: {e}")
+    ok = ok_of(result)
+    summary = result.get("summary") or ("passed" if ok else "failed")
+    return section(sid, title, ok, str(summary), result)
+
+
+# --- the whole report -------------------------------------------------------------------
+
+def build(profile, now: Optional[datetime.datetime] = None) -> dict:
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    layout = resolve(profile)
+    backend = backend_for(profile)
+    journal = Journal.for_installation(profile.install_dir, backend.stores())
+    mode = journal.mode or environ.FIPS
+    env = verify.launch_environment(layout, mode, None, journal.extra.get("ld_dirs", []))
+    openssl = OpenSSL(layout, env)
+    _, checks = verify.verify_profile(profile)
+
+    sections = [host_section(profile, now), mode_section(journal, mode)]
+
+    def guarded(sid: str, title: str, make: Callable[[], dict]) -> dict:
+        try:
+            return make()
+        except (FipsbootError, OSError) as e:
+            return section(sid, title, False, f"could not gather this evidence: {e}")
+
+    sections.append(guarded("provider", "FIPS provider and libcrypto",
+                            lambda: provider_section(openssl, env)))
+    if mode == environ.FIPS or layout.host(layout.fipsmodule_cnf).exists():
+        sections.append(guarded("module-mac", "Module MAC", lambda: module_mac_section(layout)))
+    sections.append(guarded("self-test", "Self-tests of the module (fresh fipsinstall)",
+                            lambda: self_test_section(layout)))
+    sections.append(checks_section(mode, checks))
+    sections.append(guarded("negative-probe", "Negative probe",
+                            lambda: probe_section(openssl, env, mode)))
+    sections.append(cmvp_section(profile, checks, mode))
+    status = optional_section("status", "Running processes (status)", "status",
+                              lambda m: m.status_report(profile, require_running=False),
+                              # 0 consistent FIPS, 1 inconsistent, 2 consistent non-FIPS
+                              lambda r: {0: True, 1: False}.get(r.get("exit_code")))
+    if status:
+        sections.append(status)
+    if getattr(profile, "tls", None) or "tls" in profile.raw:
+        tls = optional_section("tls-check", "TLS (tls-check)", "tlscheck",
+                               lambda m: m.tls_check(profile), lambda r: bool(r.get("ok")))
+        if tls:
+            sections.append(tls)
+    sections.append(guarded("journal", "Journal: what fipsboot changed, and when",
+                            lambda: journal_section(journal)))
+
+    v = verdict(mode, sections, checks)
+    return {"format": FORMAT, "generated": now.isoformat(timespec="seconds"),
+            "fipsboot_version": __version__, "profile": str(profile.source), "mode": mode,
+            "verdict": v, "exit_code": EXIT_OK if v["ok"] else EXIT_FAILED, "sections": sections}
+
+
+def verdict(mode: str, sections: List[dict], checks: List[Check]) -> dict:
+    """FIPS mode only when every check and every section that judged passed (warnings
+    aside); the failed ones are named. Non-FIPS mode is never evidence of FIPS mode."""
+    if mode == environ.FIPS:
+        failed = [s["id"] for s in sections
+                  if s["ok"] is False and s["severity"] != "warning" and s["id"] != "verify"]
+        failed[:0] = [c.name for c in checks if c.fails()]
+        failed = list(dict.fromkeys(failed))
+        ok = not failed
+        text = "FIPS mode" if ok else "NOT in FIPS mode: failed " + ", ".join(failed)
+    else:
+        failed = [c.name for c in checks if c.fails()]
+        ok = False
+        text = "non-FIPS mode" + (f" (failed {', '.join(failed)})" if failed else "")
+    warnings = [c.name for c in checks if not c.ok and not c.fails()]
+    detail = {environ.FIPS: "The evidence below shows this installation in FIPS mode: the FIPS "
+                            "provider is active, its self-tests pass, non-approved algorithms "
+                            "are refused.",
+              environ.NONFIPS: "This installation is in non-FIPS mode (fipsboot reset): servers "
+                               "started with its environment do not use the FIPS provider."}[mode]
+    if mode == environ.FIPS and not ok:
+        detail = ("The evidence below does NOT show FIPS mode: each failed section says why and "
+                  "how to fix it.")
+    return {"ok": ok, "text": text, "detail": detail, "failed": failed, "warnings": warnings}
+
+
+# --- text -------------------------------------------------------------------------------
+
+def label(s: dict) -> str:
+    if s["ok"] is False and s.get("severity") == "warning":
+        return "WARN"
+    return {True: "PASS", False: "FAIL", None: "INFO"}[s["ok"]]
+
+
+def text_lines(report: dict) -> List[str]:
+    v = report["verdict"]
+    lines = [f"Verdict: {v['text']}", v["detail"]]
+    reasons = {c.get("name"): c.get("reason") for s in report["sections"] if s["id"] == "verify"
+               for c in s["data"].get("checks", [])}
+    lines += [f"Warning ({w}): {reasons.get(w, '')}" for w in v["warnings"]]
+    for s in report["sections"]:
+        lines += ["", f"{label(s)}  {s['title']}: {s['summary']}"]
+        for c in s["data"].get("checks", []) if isinstance(s["data"].get("checks"), list) else []:
+            if isinstance(c, dict) and "name" in c:
+                tag = "PASS" if c.get("ok") else ("WARN" if c.get("severity") == "warning" else "FAIL")
+                lines.append(f"      {tag}  {c['name']:15} {c.get('reason', '')}")
+        if s["id"] == "cmvp" and s["data"].get("operator_statement"):
+            lines.append("      " + s["data"]["operator_statement"]["text"])
+        if s["id"] == "journal":
+            for cp in s["data"].get("checkpoints", []):
+                lines.append(f"      {cp['id']:3} {cp['time']} {cp['command']:8} by {cp['user']}: "
+                             f"{len(cp['changes'])} change(s), {cp['status']}")
+    return lines
