@@ -1,0 +1,76 @@
+"""The test hosts themselves (tests/fleet.py): real Debian 12 machines with systemd as PID 1,
+reached over SSH through their own network namespaces, and torn down without a trace."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+from fleet import Fleet, FleetLeak, host_root
+
+
+def test_hosts_boot_real_systemd_with_their_own_identity(fleet):
+    ids, keys = set(), set()
+    for host in fleet.hosts:
+        r = host.run("systemctl is-system-running; cat /etc/machine-id; hostname; "
+                     "cat /proc/1/comm; ip -o link | cut -d: -f2")
+        state, machine_id, hostname, init, links = r.stdout.split("\n", 4)
+        assert state in ("running", "degraded")
+        assert init == "systemd" and hostname == host.name
+        assert links.split() == ["lo"]  # a namespace of its own, loopback only
+        ids.add(machine_id)
+        keys.add(tuple(host.host_key))
+        # The host's PID 1 is a systemd the machine sees under another PID.
+        assert open(f"/proc/{host.leader}/comm").read().strip() == "systemd"
+    assert len(ids) == len(keys) == len(fleet.hosts)
+
+
+def test_sshd_listens_only_inside_each_host(fleet):
+    machine_net = os.readlink("/proc/self/ns/net")
+    for host in fleet.hosts:
+        pid = host.unit_pid("ssh.service")
+        assert open(f"/proc/{pid}/comm").read().strip() == "sshd"
+        assert os.readlink(f"/proc/{pid}/ns/net") != machine_net
+        assert os.readlink(f"/proc/{pid}/ns/net") == f"net:[{os.stat(host.netns).st_ino}]"
+
+
+def test_machine_pid_maps_a_host_pid(fleet):
+    host = fleet.hosts[0]
+    host_pid = int(host.run("sleep 30 >/dev/null 2>&1 & echo $!").stdout)
+    pid = host.machine_pid(host_pid)
+    assert pid != host_pid
+    assert open(f"/proc/{pid}/cmdline").read().split("\0")[:2] == ["sleep", "30"]
+    host.run(f"kill {host_pid}")
+
+
+def test_copy_in_and_plain_ssh_with_the_fleets_config(fleet, tmp_path):
+    src = tmp_path / "note with space.txt"
+    src.write_text("hello $HOME 'quoted'\n")
+    host = fleet.hosts[-1]
+    host.copy_in(src, "/srv/in/note.txt", mode=0o600)
+    r = subprocess.run(["ssh", "-F", str(fleet.ssh_config), host.name, "stat -c %a /srv/in/note.txt;"
+                        " cat /srv/in/note.txt"], capture_output=True, text=True, timeout=60)
+    assert r.stdout == "600\nhello $HOME 'quoted'\n"
+    assert host.name in fleet.inventory.read_text()
+
+
+def test_teardown_leaves_nothing_and_says_so_when_it_cannot(tmp_path):
+    if host_root() is None or os.geteuid() != 0:
+        pytest.skip("needs the host root and root")
+    fleet = Fleet(1, workdir=tmp_path / "fleet")
+    with fleet:
+        host = fleet.hosts[0]
+        host.run("nohup sleep 300 >/dev/null 2>&1 &")  # a process that would outlive a test
+        cgroups, netns = host.cgroups, host.netns
+        assert fleet.control_path(host.name).exists()  # an SSH master is open
+    assert not any(cg.exists() for cg in cgroups) and not netns.exists()
+    assert not fleet.control_path(host.name).exists() and host.leftovers() == []
+
+    # Something the teardown cannot remove (a mount under the host's folder) is reported.
+    fleet = Fleet(1, workdir=tmp_path / "fleet2")
+    with pytest.raises(FleetLeak, match="mount"):
+        with fleet:
+            held = fleet.hosts[0].dir / "held"
+            held.mkdir()
+            subprocess.run(["mount", "-t", "tmpfs", "held", str(held)], check=True)
+    subprocess.run(["umount", str(held)], check=True)
