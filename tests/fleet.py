@@ -489,11 +489,19 @@ class Fleet:
     def teardown(self) -> None:
         """Destroy every host; raise FleetLeak if anything of the fleet is still there."""
         left = []
+        for host in self.hosts:  # ask every host to shut down first: they halt side by side
+            host.close_ssh()
+            if host.process is not None and host.process.poll() is None:
+                host.process.terminate()
         for host in self.hosts:
             try:
                 left += host.destroy()
             except Exception as e:  # keep tearing the others down
                 left.append(f"{host.name}: teardown failed: {e!r}")
+        # An SSH master of someone else's (Ansible's) goes once its ProxyCommand has: wait.
+        deadline = time.monotonic() + 5
+        while self._pids_using_workdir() and time.monotonic() < deadline:
+            time.sleep(0.1)
         left += [f"process {p} uses the fleet's folder" for p in self._pids_using_workdir()]
         if self._own_workdir and not left:
             shutil.rmtree(self.workdir, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import pytest
 from fleet import Fleet, FleetLeak, host_root
@@ -34,12 +35,23 @@ def test_sshd_listens_only_inside_each_host(fleet):
         assert os.readlink(f"/proc/{pid}/ns/net") == f"net:[{os.stat(host.netns).st_ino}]"
 
 
+def _nspid_of(pid: int) -> list:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("NSpid:"):
+            return [int(x) for x in line.split()[1:]]
+    return []
+
+
 def test_machine_pid_maps_a_host_pid(fleet):
     host = fleet.hosts[0]
     host_pid = int(host.run("sleep 30 >/dev/null 2>&1 & echo $!").stdout)
     pid = host.machine_pid(host_pid)
     assert pid != host_pid
-    assert open(f"/proc/{pid}/cmdline").read().split("\0")[:2] == ["sleep", "30"]
+    deadline = time.monotonic() + 10  # the shell's child may not have exec'd sleep yet
+    while open(f"/proc/{pid}/cmdline").read().split("\0")[:2] != ["sleep", "30"]:
+        assert time.monotonic() < deadline, open(f"/proc/{pid}/cmdline").read()
+        time.sleep(0.05)
+    assert _nspid_of(pid) == [pid, host_pid]
     host.run(f"kill {host_pid}")
 
 
