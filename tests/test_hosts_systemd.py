@@ -231,6 +231,19 @@ def test_systemd_reads_the_files_fipsboot_wrote_exactly(installed):
     assert host.path(ENVFILE).read_text().startswith(ENVFILE_BEFORE)
 
 
+def test_status_on_the_host_agrees_with_what_is_seen_from_outside(installed):
+    host = installed
+    if host.run([FIPSBOOT, "status", "--help"], check=False).returncode != 0:
+        pytest.skip("`fipsboot status` (issue 12) is not on this branch yet")
+    host_pid = int(show(host, "gctilca", "MainPID")["MainPID"])
+    assert f"{INSTALL_DIR}/fips/fips.so" in mapped(server_pid(host))  # seen from outside
+    r = host.run([FIPSBOOT, "status", "--profile", PROFILE, "--json"], check=False)
+    report = json.loads(r.stdout)
+    assert report["mode"] == "fips" and r.returncode == report["exit_code"] == 0, r.stdout
+    found = {p["pid"]: p for p in report["processes"]}
+    assert found[host_pid]["fips_module"]["state"] == "installation"
+
+
 def test_reset_for_real_then_rollback_byte_for_byte(installed):
     host = installed
     first = fips_state(host)
