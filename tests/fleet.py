@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -425,8 +426,9 @@ class Fleet:
             raise FleetError("the host root is not built: run scripts/testhosts.py "
                              "(scripts/setup.sh does)")
         self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="fipsboot-fleet-"))
+        # The tag names the owning process: sweep_stale() finds what a killed session left.
         self.tag = f"fleet{os.getpid()}x{uuid.uuid4().hex[:6]}"
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"fipsboot-{self.tag}-"))
         self.hosts: List[Host] = []
         self.client_key = self.workdir / "id_ed25519"
         self.ssh_config = self.workdir / "ssh_config"
@@ -448,6 +450,7 @@ class Fleet:
         self.teardown()
 
     def start(self) -> None:
+        sweep_stale()
         self.workdir.mkdir(parents=True, exist_ok=True)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fleet",
                         "-f", str(self.client_key)], check=True)
@@ -523,3 +526,62 @@ class Fleet:
             except OSError:
                 pass
         return found
+
+
+STALE_TAG = re.compile(r"fleet(\d+)x[0-9a-f]{6}")
+
+
+def _stale(name: str) -> bool:
+    """Whether a name carries the tag of a fleet whose owning process is gone."""
+    m = STALE_TAG.search(name)
+    return bool(m) and not os.path.exists(f"/proc/{m.group(1)}")
+
+
+def sweep_stale() -> List[str]:
+    """Remove what fleets of killed sessions (kill -9: no teardown ran) left: their hosts'
+    processes, cgroups and namespaces. Returns what was removed."""
+    removed = []
+    for hierarchy in CGROUP_HIERARCHIES:
+        root = Path(hierarchy)
+        for cg in sorted(root.glob("fleet*-h*")) if root.is_dir() else []:
+            if not _stale(cg.name):
+                continue
+            for _ in range(50):
+                pids = set()
+                for procs in cg.rglob("cgroup.procs"):
+                    try:
+                        pids.update(int(p) for p in procs.read_text().split())
+                    except OSError:
+                        pass
+                if not pids:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                time.sleep(0.1)
+            for sub in sorted((p for p in cg.rglob("*") if p.is_dir()),
+                              key=lambda p: len(p.parts), reverse=True) + [cg]:
+                try:
+                    sub.rmdir()
+                except OSError:
+                    pass
+            removed.append(str(cg))
+    with open("/proc/self/mountinfo") as f:
+        targets = [line.split()[4].replace("\\040", " ") for line in f]
+    for target in targets:
+        if target.endswith("/netns") and "/fipsboot-fleet" in target and _stale(target):
+            inode = f"net:[{os.stat(target).st_ino}]"
+            for pid in _pids():
+                if _ns_inode(pid, "net") == inode:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            subprocess.run(["umount", target], capture_output=True)
+            removed.append(target)
+            workdir = Path(target).parent.parent
+            if not _mounts_under(workdir):
+                shutil.rmtree(workdir, ignore_errors=True)
+    return removed

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 
 import pytest
-from fleet import Fleet, FleetLeak, host_root
+from fleet import Fleet, FleetLeak, host_root, sweep_stale
 
 
 def test_hosts_boot_real_systemd_with_their_own_identity(fleet):
@@ -33,6 +34,14 @@ def test_sshd_listens_only_inside_each_host(fleet):
         assert open(f"/proc/{pid}/comm").read().strip() == "sshd"
         assert os.readlink(f"/proc/{pid}/ns/net") != machine_net
         assert os.readlink(f"/proc/{pid}/ns/net") == f"net:[{os.stat(host.netns).st_ino}]"
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:  # gone meanwhile
+        return b""
 
 
 def _nspid_of(pid: int) -> list:
@@ -86,3 +95,28 @@ def test_teardown_leaves_nothing_and_says_so_when_it_cannot(tmp_path):
             held.mkdir()
             subprocess.run(["mount", "-t", "tmpfs", "held", str(held)], check=True)
     subprocess.run(["umount", str(held)], check=True)
+
+
+def test_what_a_killed_session_left_is_swept(tmp_path):
+    """kill -9 of the test process runs no teardown: the next fleet removes what it left."""
+    if host_root() is None or os.geteuid() != 0:
+        pytest.skip("needs the host root and root")
+    script = ("import sys, time; sys.path.insert(0, sys.argv[1]); from fleet import Fleet\n"
+              "f = Fleet(1); f.start(); print(f.workdir, f.hosts[0].cgroups[0], flush=True)\n"
+              "time.sleep(600)\n")
+    owner = subprocess.Popen([sys.executable, "-c", script, os.path.dirname(__file__)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        workdir, cgroup = owner.stdout.readline().split()
+    finally:
+        owner.kill()
+        owner.wait()
+    assert os.path.isdir(cgroup) and os.path.exists(f"{workdir}/h1/netns")
+    removed = sweep_stale()
+    assert cgroup in removed and f"{workdir}/h1/netns" in removed
+    assert not os.path.exists(cgroup) and not os.path.exists(workdir)
+    assert not any(workdir in line for line in open("/proc/self/mountinfo"))
+    deadline = time.monotonic() + 10  # the dead session's SSH master goes with its proxy
+    while any(workdir.encode() in _cmdline(p) for p in os.listdir("/proc") if p.isdigit()):
+        assert time.monotonic() < deadline, "a process of the killed session is still there"
+        time.sleep(0.1)
