@@ -6,6 +6,7 @@
         h1.run("systemctl is-system-running")   # as root over SSH; CompletedProcess (text)
         h1.copy_in("local/file", "/etc/x")      # a file or folder into the host
         h1.machine_pid(1234)                    # a PID inside the host -> this machine's PID
+        h1.reboot()                             # systemctl reboot inside; back when running
         fleet.ssh_config, fleet.inventory       # for ssh -F / ansible -i
 
 Each host is a copy of the root `scripts/testhosts.py` built (its own machine-id, SSH host
@@ -28,6 +29,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -119,8 +121,22 @@ class Host:
         self.log = self.dir / "nspawn.log"
         self.cgroups = [Path(h) / self.machine for h in CGROUP_HIERARCHIES]
         self.process: Optional[subprocess.Popen] = None
-        self.leader: Optional[int] = None  # this machine's PID of the host's PID 1
+        self._leader: Optional[int] = None
         self.boots = 0
+        self.stopping = False
+        self._lock = threading.Lock()
+
+    @property
+    def leader(self) -> int:
+        """This machine's PID of the host's PID 1 (after a reboot: of the new one)."""
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while self._leader is None:
+            self._leader = self._find_leader()
+            if self._leader is None:
+                if self.process is None or time.monotonic() > deadline:
+                    raise FleetError(f"{self.name} is not running")
+                time.sleep(0.05)
+        return self._leader
 
     # -- making and booting -----------------------------------------------------------------
     def create(self, template: Path) -> None:
@@ -197,8 +213,19 @@ class Host:
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=self._join_cgroups)
         log.close()
-        self.leader = None
+        self._leader = None
         self.boots += 1
+        threading.Thread(target=self._watch, args=(self.process,), daemon=True).start()
+
+    def _watch(self, process: subprocess.Popen) -> None:
+        """A reboot asked from inside makes nspawn exit with 133: boot the same host again, as
+        systemd-nspawn@.service would (so Ansible's reboot module sees it come back)."""
+        if process.wait() != 133:
+            return
+        with self._lock:
+            if not self.stopping and process is self.process:
+                self.close_ssh()
+                self.boot()
 
     def _find_leader(self) -> Optional[int]:
         """The host's PID 1 as this machine sees it: in our cgroup, NSpid ending in 1."""
@@ -216,13 +243,13 @@ class Host:
 
     def wait_running(self, timeout: float = BOOT_TIMEOUT) -> str:
         deadline = time.monotonic() + timeout
-        while self.leader is None:
+        while self._leader is None:
             if self.process.poll() is not None:
                 raise FleetError(f"{self.name}: systemd-nspawn exited {self.process.returncode}:\n"
                                  + self.log.read_text(errors="replace")[-3000:])
             if time.monotonic() > deadline:
                 raise FleetError(f"{self.name}: no PID 1 after {timeout} s")
-            self.leader = self._find_leader()
+            self._leader = self._find_leader()
             time.sleep(0.05)
         # Until systemd has set itself up, systemctl says "offline" or finds no bus: ask again.
         while True:
@@ -244,12 +271,16 @@ class Host:
             time.sleep(0.2)
         return state
 
-    def reboot_wait(self, timeout: float = BOOT_TIMEOUT) -> None:
-        """After a reboot asked from inside (nspawn exits 133), boot the same copy again."""
-        self.process.wait(timeout=timeout)
-        self.close_ssh()
-        self.boot()
-        self.wait_running(timeout)
+    def reboot(self, timeout: float = BOOT_TIMEOUT) -> None:
+        """`systemctl reboot` inside the host; return once it runs again (its files kept)."""
+        boots = self.boots
+        self.run("systemctl reboot", check=False, timeout=30)
+        deadline = time.monotonic() + timeout
+        while self.boots == boots:  # the watcher boots it again when nspawn exits 133
+            if time.monotonic() > deadline:
+                raise FleetError(f"{self.name} did not come back from its reboot")
+            time.sleep(0.05)
+        self.wait_running(max(1.0, deadline - time.monotonic()))
 
     # -- using a host -----------------------------------------------------------------------
     def ssh_argv(self) -> List[str]:
@@ -277,8 +308,6 @@ class Host:
 
     def path(self, host_path: str) -> Path:
         """This machine's path of a path inside the running host (through its PID 1's root)."""
-        if self.leader is None:
-            raise FleetError(f"{self.name} is not running")
         return Path(f"/proc/{self.leader}/root") / str(host_path).lstrip("/")
 
     def copy_in(self, src: Union[str, Path], dest: str, mode: Optional[int] = None) -> Path:
@@ -345,6 +374,8 @@ class Host:
 
     def destroy(self) -> List[str]:
         """Stop the host and remove every trace; return what could not be removed."""
+        with self._lock:  # a reboot under way finishes first; none starts after this
+            self.stopping = True
         self.close_ssh()
         if self.process is not None and self.process.poll() is None:
             # nspawn turns SIGTERM into systemd's halt signal: a clean shutdown first.
@@ -493,6 +524,8 @@ class Fleet:
         """Destroy every host; raise FleetLeak if anything of the fleet is still there."""
         left = []
         for host in self.hosts:  # ask every host to shut down first: they halt side by side
+            with host._lock:
+                host.stopping = True
             host.close_ssh()
             if host.process is not None and host.process.poll() is None:
                 host.process.terminate()

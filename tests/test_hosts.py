@@ -75,6 +75,17 @@ def test_copy_in_and_plain_ssh_with_the_fleets_config(fleet, tmp_path):
     assert host.name in fleet.inventory.read_text()
 
 
+def test_a_host_rebooted_from_inside_comes_back_with_its_files(fleet):
+    host = fleet.hosts[-1]
+    before = host.leader
+    host.write("/root/kept", "still here\n")
+    host.reboot()  # nspawn exits 133; the fleet boots the same host again, as nspawn@ would
+    assert host.leader != before
+    r = host.run("cat /root/kept; systemctl is-system-running; ip -o link | cut -d: -f2")
+    kept, state, links = r.stdout.split("\n", 2)
+    assert kept == "still here" and state in ("running", "degraded") and links.split() == ["lo"]
+
+
 def test_teardown_leaves_nothing_and_says_so_when_it_cannot(tmp_path):
     if host_root() is None or os.geteuid() != 0:
         pytest.skip("needs the host root and root")
