@@ -129,6 +129,8 @@ class Host:
     @property
     def leader(self) -> int:
         """This machine's PID of the host's PID 1 (after a reboot: of the new one)."""
+        if self._leader is not None and _nspid(self._leader)[-1:] != [1]:
+            self._leader = None  # that PID 1 has gone (a reboot): find the new one
         deadline = time.monotonic() + BOOT_TIMEOUT
         while self._leader is None:
             self._leader = self._find_leader()
