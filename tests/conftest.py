@@ -245,3 +245,12 @@ def fleet():
         _missing("the test hosts (needs " + ", ".join(missing) + ")")
     with fleet_module.Fleet(int(os.environ.get("FIPSBOOT_FLEET_SIZE", "3"))) as booted:
         yield booted
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory) -> Path:
+    """fipsboot's wheel built from this checkout with its dependencies' wheels, to install on
+    the test hosts (they have no network): `host.install_fipsboot(wheelhouse)`."""
+    import fleet as fleet_module
+
+    return fleet_module.build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))

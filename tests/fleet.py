@@ -7,9 +7,10 @@
         h1.copy_in("local/file", "/etc/x")      # a file or folder into the host
         h1.machine_pid(1234)                    # a PID inside the host -> this machine's PID
         h1.reboot()                             # systemctl reboot inside; back when running
+        h1.install_fipsboot(build_wheelhouse(tmp))  # the checkout's wheel, a venv on h1
         fleet.ssh_config, fleet.inventory       # for ssh -F / ansible -i
 
-Each host is a copy of the root `scripts/testhosts.py` built (its own machine-id, SSH host
+Each host is an overlay of the root `scripts/testhosts.py` built (its own machine-id, SSH host
 key and hostname), booted by `systemd-nspawn --boot` in a network namespace of its own that
 holds only `lo` (sshd listens on 127.0.0.1:22 there; nothing listens in the machine's own
 namespace). SSH goes through `nsenter --net=<namespace file> nc 127.0.0.1 22`.
@@ -28,6 +29,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -341,6 +343,14 @@ class Host:
                 return pid
         raise FleetError(f"{self.name}: no process {host_pid} in the host")
 
+    def install_fipsboot(self, wheelhouse: Path, venv: str = "/opt/fipsboot") -> str:
+        """fipsboot as an operator installs it: its wheel into a venv on the host (from a
+        wheelhouse: the host has no network). Returns the venv's fipsboot."""
+        self.copy_in(wheelhouse, "/root/wheels")
+        self.run(f"python3 -m venv {shlex.quote(venv)} && {shlex.quote(venv)}/bin/pip install -q "
+                 "--no-index --find-links /root/wheels fipsboot", timeout=600)
+        return f"{venv}/bin/fipsboot"
+
     def unit_pid(self, unit: str) -> int:
         """This machine's PID of a unit's main process (0 when it has none)."""
         out = self.run(["systemctl", "show", "-P", "MainPID", unit]).stdout.strip()
@@ -561,6 +571,16 @@ class Fleet:
             except OSError:
                 pass
         return found
+
+
+def build_wheelhouse(dest: Path) -> Path:
+    """fipsboot's wheel built from this checkout, beside the wheels of what it depends on."""
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(dest),
+                    str(ROOT)], check=True, capture_output=True, timeout=900)
+    if not list(dest.glob("fipsboot-*.whl")):
+        raise FleetError(f"no fipsboot wheel in {dest}")
+    return dest
 
 
 STALE_TAG = re.compile(r"fleet(\d+)x[0-9a-f]{6}")

@@ -11,14 +11,12 @@ h1 walks install -> reset -> rollback, h2 fails closed, h3 has its daemon-reload
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict
 
 import pytest
-from conftest import ROOT, build
+from conftest import build
 
 VENV = "/opt/fipsboot"
 FIPSBOOT = f"{VENV}/bin/fipsboot"
@@ -87,25 +85,12 @@ def profile_text() -> str:
 # --- setting a host up as an operator would -----------------------------------------------
 
 @pytest.fixture(scope="session")
-def wheelhouse(tmp_path_factory) -> Path:
-    """fipsboot's wheel built from this checkout, with the wheels of what it depends on (the
-    hosts have no network)."""
-    out = tmp_path_factory.mktemp("wheelhouse")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(out), str(ROOT)],
-                   check=True, capture_output=True, timeout=600)
-    assert list(out.glob("fipsboot-*.whl"))
-    return out
-
-
-@pytest.fixture(scope="session")
 def hosts(fleet, testbed, wheelhouse):
     """Every host with fipsboot in a venv, the installation, the unit and its witnesses."""
     linux30 = build(testbed, "linux-3.0")
 
     def set_up(host) -> None:
-        host.copy_in(wheelhouse, "/root/wheels")
-        host.run(f"python3 -m venv {VENV} && {VENV}/bin/pip install -q --no-index "
-                 "--find-links /root/wheels fipsboot", timeout=600)
+        assert host.install_fipsboot(wheelhouse, VENV) == FIPSBOOT
         host.copy_in(linux30 / "fips" / "fips.so", f"{INSTALL_DIR}/fips/fips.so")
         for lib in ("libcrypto.so.3", "libssl.so.3"):
             host.copy_in(linux30 / "lib64" / lib, f"{INSTALL_DIR}/lib64/{lib}")
