@@ -147,6 +147,12 @@ def mapped(pid: int):
     return out
 
 
+def listening_ports(table: str) -> set:
+    """TCP ports in LISTEN state (0A) in a /proc/.../net/tcp table (its network namespace)."""
+    rows = [line.split() for line in Path(table).read_text().splitlines()[1:]]
+    return {int(r[1].rsplit(":", 1)[1], 16) for r in rows if r[3] == "0A"}
+
+
 def server_pid(host) -> int:
     """The server's PID on this machine; it is the unit's main process (fipsboot exec'd)."""
     pid = host.unit_pid("gctilca.service")
@@ -200,6 +206,9 @@ def test_install_under_real_systemd_gives_the_server_its_fips_environment(instal
     assert f"{INSTALL_DIR}/fips/fips.so" in mapped(pid)
     assert f"{INSTALL_DIR}/lib64/libcrypto.so.3" in mapped(pid)
     assert "TLSv1.3" in handshake(host)
+    # It listens inside the host's namespace only: nothing on this machine's own loopback.
+    assert PORT not in listening_ports("/proc/self/net/tcp")
+    assert PORT in listening_ports(f"/proc/{pid}/net/tcp")
 
 
 def test_systemd_reads_the_files_fipsboot_wrote_exactly(installed):
