@@ -30,6 +30,7 @@ if [ "$(id -u)" = 0 ]; then
   command -v systemd-nspawn >/dev/null || missing="$missing systemd-container"
   command -v nc >/dev/null || missing="$missing netcat-openbsd"
   command -v ssh >/dev/null || missing="$missing openssh-client"
+  command -v ip >/dev/null || missing="$missing iproute2"
   if [ -n "$missing" ]; then
     apt-get update -qq
     # shellcheck disable=SC2086

@@ -75,7 +75,7 @@ def missing_requirements() -> List[str]:
     missing = []
     if os.geteuid() != 0:
         missing.append("root")
-    for exe in ("systemd-nspawn", "nsenter", "unshare", "nc", "ssh", "ssh-keygen"):
+    for exe in ("systemd-nspawn", "nsenter", "unshare", "nc", "ssh", "ssh-keygen", "ip"):
         if not shutil.which(exe):
             missing.append(exe)
     if host_root() is None:
