@@ -42,3 +42,20 @@ if [ -z "${OPENSSL_TARBALL_DIR:-}" ] && [ -d ../shared/openssl-src ]; then
   export OPENSSL_TARBALL_DIR="$(cd ../shared/openssl-src && pwd)"
 fi
 .venv/bin/python scripts/testbed.py "$@"
+# The test hosts (tests/fleet.py): debootstrap builds their Debian root once (cached), and
+# systemd-nspawn boots copies of it. --no-install-recommends: systemd-container recommends
+# libnss-mymachines, which would edit this machine's /etc/nsswitch.conf.
+if [ "$(id -u)" = 0 ]; then
+  missing=""
+  command -v debootstrap >/dev/null || missing="$missing debootstrap"
+  command -v systemd-nspawn >/dev/null || missing="$missing systemd-container"
+  command -v nc >/dev/null || missing="$missing netcat-openbsd"
+  command -v ssh >/dev/null || missing="$missing openssh-client"
+  command -v ip >/dev/null || missing="$missing iproute2"
+  if [ -n "$missing" ]; then
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+  fi
+  .venv/bin/python scripts/testhosts.py
+fi

@@ -231,3 +231,26 @@ def providers_with_env(openssl: Path, env: Dict[str, str]) -> str:
 def contents(snapshot: Dict[str, tuple]) -> Dict[str, tuple]:
     """A snapshot without mtimes: bytes and mode only (restored files are rewritten)."""
     return {k: v[:2] for k, v in snapshot.items()}
+
+
+@pytest.fixture(scope="session")
+def fleet():
+    """Three booted Debian 12 test hosts (tests/fleet.py: real systemd as PID 1, SSH through
+    each host's own network namespace), torn down at the end of the session; the teardown
+    fails the session if anything of them is left behind."""
+    import fleet as fleet_module
+
+    missing = fleet_module.missing_requirements()
+    if missing:
+        _missing("the test hosts (needs " + ", ".join(missing) + ")")
+    with fleet_module.Fleet(int(os.environ.get("FIPSBOOT_FLEET_SIZE", "3"))) as booted:
+        yield booted
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory) -> Path:
+    """fipsboot's wheel built from this checkout with its dependencies' wheels, to install on
+    the test hosts (they have no network): `host.install_fipsboot(wheelhouse)`."""
+    import fleet as fleet_module
+
+    return fleet_module.build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
