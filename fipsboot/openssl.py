@@ -43,7 +43,10 @@ class OpenSSL:
         self.base_env = dict(os.environ if base_env is None else base_env)
 
     def env(self, extra: Mapping[str, Optional[str]]) -> Dict[str, str]:
-        env = {k: v for k, v in self.base_env.items() if k not in OPENSSL_VARS}
+        names = OPENSSL_VARS
+        if self.layout.windows:  # names ignore case there: `Openssl_Conf` is OPENSSL_CONF
+            names = {k for k in self.base_env if k.upper() in OPENSSL_VARS}
+        env = {k: v for k, v in self.base_env.items() if k not in names}
         env.update(LANG="C", LC_ALL="C")
         if self.layout.profile.launcher:
             env.setdefault("WINEDEBUG", "-all")

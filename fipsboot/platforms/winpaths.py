@@ -79,11 +79,6 @@ def normalised(path: str) -> str:
     return text.rstrip("\\").casefold() if len(text) > 3 else text.casefold()
 
 
-def looks_like_windows(path: str) -> bool:
-    """A drive path (`C:\\...`, `c:/...`): never a Linux install dir, which starts with /."""
-    return bool(re.match(r"^[A-Za-z]:[\\/]", path))
-
-
 def _long_path_name(path: str) -> str:
     """GetLongPathNameW: `C:\\GCTI\\ORS8~1.401` -> `C:\\GCTI\\ORS 8.1.401.11` (as it is now
     on disk; a path that does not exist is left as written)."""
