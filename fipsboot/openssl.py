@@ -59,8 +59,13 @@ class OpenSSL:
                      env: Mapping[str, str]) -> List[Result]:
         """Run several openssl commands at once (in the start-up path they overlap)."""
         program = [*self.layout.profile.launcher, str(self.layout.host(self.layout.openssl))]
-        return processes.run_together([([*program, *args], stdin) for args, stdin in jobs],
-                                      env, TIMEOUT, OpenSSLError)
+        results = processes.run_together([([*program, *args], stdin) for args, stdin in jobs],
+                                          env, TIMEOUT, OpenSSLError)
+        if self.layout.windows:  # a missing DLL: say so, not "failed (53)"
+            from .platforms.winstart import check_started
+
+            check_started(self.layout, results)
+        return results
 
     # --- the questions fipsboot asks openssl ---------------------------------------------
 
