@@ -161,7 +161,12 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
             staged_cnf = opensslcnf.render(layout, stage.native("fipsmodule.cnf"))
             (stage.host / "openssl.cnf").write_text(staged_cnf)
             env = OpenSSL(layout).env(staged_env(layout, stage.native("openssl.cnf")))
-            result["proof"] = [c.to_json() for c in prove(layout, env, "the new files fail")]
+            overridden = wine_registry_conflict(layout, env)
+            if overridden:  # proved below, with the registry state install writes
+                result["notes"].append(f"{overridden}: the new files are proved once the "
+                                       f"targets are written")
+            else:
+                result["proof"] = [c.to_json() for c in prove(layout, env, "the new files fail")]
 
         the_plan = build_plan(layout, backend, journal, final_cnf, module_bytes)
         plan.refuse_hand_edits(the_plan.changes, journal, force)
@@ -171,7 +176,14 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
 
         def prove_final() -> None:
             env = verify.launch_environment(layout, environ.FIPS)
-            prove(layout, env, "the installed files fail")
+            overridden = wine_registry_conflict(layout, env)
+            if overridden:
+                raise FipsbootError(f"the installed files can't take effect: {overridden}. "
+                                    f"Nothing was changed.",
+                                    fix="delete that value, or add its key as a target "
+                                        "(`machine`, `user:NAME`), and run install again")
+            checks = prove(layout, env, "the installed files fail")
+            result.setdefault("proof", [c.to_json() for c in checks])
 
         checkpoint = plan.apply(journal, "install", the_plan, environ.FIPS, extra={
             "fipsinstall-options": list(profile.fipsinstall_options),
@@ -179,6 +191,15 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
         result["notes"] += plan.follow_up(journal, backend)
         result["notes"] += plan.switch_reminder(layout, True)
         return {**result, "status": "installed", "checkpoint": checkpoint, "plan": the_plan}
+
+
+def wine_registry_conflict(layout: Layout, env: Dict[str, str]) -> Optional[str]:
+    """Under a Wine launcher, a registry value that would override `env` for openssl.exe."""
+    if not (layout.windows and layout.profile.launcher):
+        return None
+    from .platforms import wineenv
+
+    return wineenv.conflict(layout, env)
 
 
 def build_plan(layout: Layout, backend, journal: Journal, cnf: bytes, module: bytes) -> plan.Plan:

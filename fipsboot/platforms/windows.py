@@ -25,6 +25,7 @@ from .winregistry import (
     REG_EXPAND_SZ,
     REG_MULTI_SZ,
     REG_SZ,
+    VALUE_TYPES,
     broadcast_setting_change,
     get_registry,
     where,
@@ -75,21 +76,21 @@ class RegistryTarget(EnvTarget):
         folded = name.casefold()
         return next((v for v in self.value_names if v.casefold() == folded), None)
 
-    def spellings(self, root: str, path: str) -> Dict[str, str]:
-        """{our spelling: the spelling stored in the registry} for the values that exist."""
-        return {self.ours(n): n for n in get_registry().value_names(root, path)
-                if self.ours(n) is not None}
-
     def snapshot(self) -> Snapshot:
         """Keyed by the names as stored (`Openssl_Conf` stays `Openssl_Conf`), so a restore
-        gives back the exact spelling as well as the data and the type."""
+        gives back the exact spelling as well as the data and the type. One read of the key."""
         root, path = self.locate()
-        registry = get_registry()
         found = {}
-        for stored in self.spellings(root, path).values():
-            value = registry.get_value(root, path, stored)
-            if value is not None:
-                found[stored] = {"type": value[1], "data": value[0]}
+        for stored, (data, kind) in get_registry().values(root, path).items():
+            if self.ours(stored) is None:
+                continue
+            if kind not in VALUE_TYPES:
+                # Only string values can be snapshotted and given back exactly; this one is
+                # not fipsboot's doing, so a person has to decide what it should be.
+                raise FipsbootError(f"{where(root, path, stored)} has registry type {kind}, "
+                                    f"not a string: fipsboot leaves it alone",
+                                    fix="delete the value or make it a REG_SZ, then run again")
+            found[stored] = {"type": kind, "data": data}
         return found or None
 
     def restore(self, snapshot: Snapshot) -> None:
@@ -103,11 +104,10 @@ class RegistryTarget(EnvTarget):
         wanted_by_ours = {self.ours(n): n for n in wanted}
         root, path = self.locate()
         registry = get_registry()
-        stored = self.spellings(root, path)
+        now = {self.ours(n): (n, v) for n, v in registry.values(root, path).items()
+               if self.ours(n) is not None}
         for name in self.value_names:
-            current_name = stored.get(name)
-            current = None if current_name is None else registry.get_value(root, path,
-                                                                            current_name)
+            current_name, current = now.get(name, (None, None))
             wanted_name = wanted_by_ours.get(name)
             if wanted_name is None:
                 if current is not None:

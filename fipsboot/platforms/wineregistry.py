@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from ..errors import FipsbootError
 from ..processes import Result, run_together
@@ -184,8 +184,11 @@ class WineRegistry:
         if r.returncode:
             raise FipsbootError(f"cannot write {where(root, path)}: {r.output}")
 
-    def value_names(self, root: str, path: str) -> List[str]:
-        return list(self.export(root, path) or {})
+    def values(self, root: str, path: str) -> Dict[str, RegValue]:
+        """Every value of the key by its name as stored (one `reg export`)."""
+        return {name: (decode(kind, raw), TYPE_NAMES[kind]) if kind in TYPE_NAMES
+                else (None, f"type {kind}")
+                for name, (kind, raw) in (self.export(root, path) or {}).items()}
 
     def get_value(self, root: str, path: str, name: str) -> Optional[RegValue]:
         found = {n.casefold(): v for n, v in (self.export(root, path) or {}).items()}

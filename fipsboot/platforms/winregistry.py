@@ -77,19 +77,28 @@ def expand_environment_strings(text: str, lookup: Mapping[str, str]) -> str:
 class Registry:
     """The real registry (Windows only) and the Windows calls its paths depend on."""
 
-    def value_names(self, root: str, path: str) -> List[str]:
-        """The names of a key's values as stored (their spelling); [] when the key is gone."""
+    def values(self, root: str, path: str) -> Dict[str, RegValue]:
+        """Every value of a key by its name as stored ({} when the key is gone); a value that
+        is not a string comes as (None, its type number as text)."""
         winreg = _winreg()
-        names = []
+        names = {winreg.REG_SZ: REG_SZ, winreg.REG_EXPAND_SZ: REG_EXPAND_SZ,
+                 winreg.REG_MULTI_SZ: REG_MULTI_SZ}
+        found: Dict[str, RegValue] = {}
         try:
             with winreg.OpenKey(_hive(winreg, root), path) as key:
                 for index in range(winreg.QueryInfoKey(key)[1]):
-                    names.append(winreg.EnumValue(key, index)[0])
+                    name, data, kind = winreg.EnumValue(key, index)
+                    if kind not in names:
+                        found[name] = (None, f"type {kind}")
+                        continue
+                    if data is None:  # winreg gives None for a zero-length value
+                        data = [] if kind == winreg.REG_MULTI_SZ else ""
+                    found[name] = (data, names[kind])
         except FileNotFoundError:
-            return []
+            return {}
         except OSError as e:
             raise _failed("read", where(root, path), e) from None
-        return names
+        return found
 
     def expand(self, text: str) -> str:
         """`text` as Windows expands a REG_EXPAND_SZ value for a process."""
@@ -334,9 +343,6 @@ class FakeRegistry(Registry):
         """A deep copy of everything, to compare a before with an after."""
         return {key: {n: (_copy(d), k) for n, d, k in vals.values()}
                 for key, vals in self.keys.items()}
-
-    def value_names(self, root: str, path: str) -> List[str]:
-        return [name for name, _, _ in self.keys.get(self._id(root, path), {}).values()]
 
     def expand(self, text: str) -> str:
         return expand_environment_strings(text, self.environment)
