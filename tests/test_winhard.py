@@ -38,8 +38,8 @@ SERVICE_KEY = r"SYSTEM\CurrentControlSet\Services\ORS"
 
 @pytest.fixture
 def reg():
-    fake = FakeRegistry(accounts={"admin": "S-1-5-21-1-2-3-500"}, current_user="admin",
-                        environment={"OS": "Windows_NT", "SystemDrive": "C:"})
+    fake = FakeRegistry(accounts={"admin": "S-1-5-21-1-2-3-500"}, current_user="admin")
+    fake.environment = {"OS": "Windows_NT", "SystemDrive": "C:"}  # what %VAR% expands with
     for root, path in [(HKLM, SERVICE_KEY), (HKLM, MACHINE_ENVIRONMENT_KEY),
                        (HKCU, "Environment")]:
         fake.create_key(root, path)
