@@ -113,7 +113,7 @@ def _windows_path(server: _Reader, key: str, value: str, base: Optional[str]) ->
     pure = PureWindowsPath(value)
     if not pure.drive and not pure.root and base is not None:
         value = str(PureWindowsPath(base) / value)
-    problem = path_problem(value)
+    problem = path_problem(value, ascii_only=key != "fips-switch.file")  # openssl never opens it
     if problem:
         server.fail(key, f"{value!r} is refused: {problem}")
     return str(PureWindowsPath(value))

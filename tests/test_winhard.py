@@ -144,6 +144,12 @@ def test_non_ascii_paths_are_refused_up_front_with_the_reason():
               Path("/p.toml"))
 
 
+def test_the_servers_own_options_file_may_be_non_ascii():
+    """openssl.exe never opens it: only fipsboot does, with Windows' wide API."""
+    switch = {"file": "C:\\GCTI\\José\\ors.cfg", "section": "s", "key": "k"}
+    assert profile({"fips-switch": switch}).fips_switch.file == switch["file"]
+
+
 def test_a_config_dir_whose_staging_passes_max_path_is_refused_naming_the_length():
     long_dir = "C:\\" + "\\".join(["d" * 57] * 3 + ["d" * 56])  # 233: the issue's case
     assert len(long_dir) == 233

@@ -33,8 +33,9 @@ LONGEST_CONFIG_TAIL = max(len("\\.fipsboot-staging\\fipsmodule.cnf"),
                           len("\\.fipsmodule.cnf.12345678.fipsboot-tmp"))
 
 
-def path_problem(path: str) -> Optional[str]:
-    """Why Windows (or openssl.exe on it) would not open `path` as written; None: fine."""
+def path_problem(path: str, ascii_only: bool = True) -> Optional[str]:
+    """Why Windows (or openssl.exe on it) would not open `path` as written; None: fine.
+    `ascii_only=False` for a path only fipsboot opens (the server's own options file)."""
     win = PureWindowsPath(path)
     if not DRIVE_RE.match(win.drive) or not win.root:
         if win.drive.startswith("\\\\"):
@@ -50,7 +51,7 @@ def path_problem(path: str) -> Optional[str]:
             return (f"its component {part!r} ends in {part[-1]!r}, which Windows drops "
                     f"(the path would open another file than the one named)")
     outside = sorted({c for c in path if ord(c) > 127})
-    if outside:
+    if outside and ascii_only:
         return (f"it holds non-ASCII characters ({''.join(outside)}): openssl.exe receives "
                 f"paths through the ANSI code page (and under Wine through LANG=C), where "
                 f"they become '?'; use an ASCII-only path")
