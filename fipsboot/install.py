@@ -163,16 +163,10 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
             env = OpenSSL(layout).env(staged_env(layout, stage.native("openssl.cnf")))
             overridden = wine_registry_conflict(layout, env)
             if overridden:  # proved below, with the registry state install writes
-                result["notes"].append(f"{overridden}: the new files are proved once the "
-                                       f"targets are written")
+                result["notes"].append(f"{overridden}: the files are proved with the "
+                                       f"registry state install leaves")
             else:
                 result["proof"] = [c.to_json() for c in prove(layout, env, "the new files fail")]
-
-        the_plan = build_plan(layout, backend, journal, final_cnf, module_bytes)
-        plan.refuse_hand_edits(the_plan.changes, journal, force)
-        if not the_plan.pending and journal.mode == environ.FIPS:
-            result["notes"] += plan.follow_up(journal, backend)
-            return {**result, "status": "unchanged", "plan": the_plan}
 
         def prove_final() -> None:
             env = verify.launch_environment(layout, environ.FIPS)
@@ -184,6 +178,14 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
                                         "(`machine`, `user:NAME`), and run install again")
             checks = prove(layout, env, "the installed files fail")
             result.setdefault("proof", [c.to_json() for c in checks])
+
+        the_plan = build_plan(layout, backend, journal, final_cnf, module_bytes)
+        plan.refuse_hand_edits(the_plan.changes, journal, force)
+        if not the_plan.pending and journal.mode == environ.FIPS:
+            if "proof" not in result:  # Wine's registry held the proof back: prove now
+                prove_final()
+            result["notes"] += plan.follow_up(journal, backend)
+            return {**result, "status": "unchanged", "plan": the_plan}
 
         checkpoint = plan.apply(journal, "install", the_plan, environ.FIPS, extra={
             "fipsinstall-options": list(profile.fipsinstall_options),
