@@ -1,17 +1,19 @@
 """Issue 17 under Wine: the registry read and written exactly, Wine's registry environment,
 and an openssl.exe that can't start. Keys are compared as `reg export` bytes.
 
-The service key is this file's own (FipsbootHardening); the machine's and the account's
-Environment keys are shared with every Wine test, so each test puts back what it found."""
+The service key (FipsbootHardening) and the installation (C:\\FipsbootHardening) are this
+file's own, so other Wine tests in the shared prefix don't trip over them; the machine's and
+the account's Environment keys are shared with every Wine test, so each test cleans up."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 
 import pytest
-from conftest import fipsboot
+from conftest import build, fipsboot
 
 pytestmark = pytest.mark.wine
 
@@ -24,8 +26,8 @@ TYPES = {"REG_SZ": 1, "REG_EXPAND_SZ": 2, "REG_MULTI_SZ": 7}
 PROFILE = """[server]
 platform = "windows"
 launcher = ["wine"]
-install-dir = 'C:\\GCTI\\ORS 8.1.401.11'
-config-dir = 'C:\\GCTI\\ORS_FIPS_CFG'
+install-dir = 'C:\\FipsbootHardening\\ORS 8.1.401.11'
+config-dir = 'C:\\FipsbootHardening\\CFG'
 [account]
 targets = {targets}
 """
@@ -72,14 +74,40 @@ def put(w, key: str, values: dict) -> None:
 
 
 @pytest.fixture
-def wine(wine_install, tmp_path, state_dir, testbed):
-    w = {**wine_install, "prefix": testbed["wine"]["prefix"], "tmp": tmp_path}
+def wine(testbed, wineserver, tmp_path, state_dir, monkeypatch):
+    """C:\\FipsbootHardening\\ORS 8.1.401.11 with openssl.exe and fips.dll in the prefix."""
+    win = build(testbed, "windows-3.0")
+    prefix = testbed["wine"]["prefix"]
+    monkeypatch.setenv("WINEPREFIX", prefix)
+    monkeypatch.setenv("WINEDEBUG", "-all")
+    top = os.path.join(prefix, "drive_c", "FipsbootHardening")
+    shutil.rmtree(top, ignore_errors=True)
+    install = os.path.join(top, "ORS 8.1.401.11")
+    for folder in ("fips", "tools"):
+        os.makedirs(os.path.join(install, folder))
+    os.makedirs(os.path.join(top, "CFG"))
+    shutil.copy2(win / "fips" / "fips.dll", os.path.join(install, "fips"))
+    for f in (win / "bin").iterdir():
+        shutil.copy2(f, os.path.join(install, "tools"))
+    w = {"wine": testbed["wine"]["wine"], "prefix": prefix, "tmp": tmp_path,
+         "openssl": os.path.join(install, "tools", "openssl.exe")}
     yield w
+    shutil.rmtree(top, ignore_errors=True)
     reg(w, "delete", SERVICE_KEY, "/f")
     # The shared keys keep no value of this file's (the names ignore case).
     for key in (MACHINE_KEY, USER_KEY):
         put(w, key, {"OPENSSL_CONF": None, "OPENSSL_MODULES": None,
                      "FIPSBOOT_HARDENING_NOTE": None})
+
+
+def hex_text(text: str) -> str:
+    """How `reg export` writes `text` in hex data."""
+    return ",".join(f"{b:02x}" for b in text.encode("utf-16-le"))
+
+
+def flat(exported: bytes) -> str:
+    """An export's text with its hex data's line breaks taken out."""
+    return exported.decode("utf-16").replace("\\\r\n  ", "")
 
 
 def profile(w, targets) -> str:
@@ -101,14 +129,13 @@ def test_registry_round_trip_is_byte_identical_under_wine(wine):
     put(w, USER_KEY, {"FIPSBOOT_HARDENING_NOTE": ("REG_EXPAND_SZ", "Ünïcode %TEMP%\\0x")})
     keys = (SERVICE_KEY, MACHINE_KEY, USER_KEY)
     before = {k: export(w, k) for k in keys}
-    assert "José".encode("utf-16-le") in before[SERVICE_KEY]
+    assert hex_text("USER_NAME=José") in flat(before[SERVICE_KEY])
     p = profile(w, [f"service:{SERVICE}", "machine", "user:" + __import__("getpass").getuser()])
 
     r = fipsboot("install", "--profile", p, "--json", timeout=600)
-    assert json.loads(r.stdout)["status"] == "installed", r.stdout
-    service = export(w, SERVICE_KEY).decode("utf-16")
-    entries = "LOGDIR=C:\\logs\\0001\0USER_NAME=José\0".encode("utf-16-le")
-    assert ",".join(f"{b:02x}" for b in entries) in service.replace("\\\r\n  ", "")
+    assert json.loads(r.stdout).get("status") == "installed", r.stdout
+    # The two entries are still two, exact, in their place.
+    assert hex_text("LOGDIR=C:\\logs\\0001\0USER_NAME=José\0") in flat(export(w, SERVICE_KEY))
     checks = {c["name"]: c for c in json.loads(fipsboot(
         "verify", "--profile", p, "--json", check=0, timeout=600).stdout)["checks"]}
     assert checks["targets"]["ok"] and checks["providers"]["ok"], checks
@@ -171,3 +198,24 @@ def test_a_missing_dll_is_named_under_wine(wine):
     reason = checks["providers"]["reason"]
     assert "openssl.exe could not start" in reason and "libcrypto-3-x64.dll" in reason, reason
     assert "reinstall" not in checks["providers"]["fix"].lower()
+
+
+def test_the_wine_registry_seam_reads_and_writes_values_exactly(wine):
+    """Item 9 at the seam: `\\0` inside an entry, non-ASCII, quotes and backslashes, an
+    expanding value and a mixed-case name go through Wine's registry and come back as they
+    were; what `reg export` shows is what was written."""
+    from fipsboot.platforms.wineregistry import WineRegistry
+
+    w = wine
+    reg(w, "add", SERVICE_KEY, "/f")
+    registry = WineRegistry([w["wine"]])
+    path = SERVICE_KEY.partition("\\")[2]
+    entries = ["LOGDIR=C:\\logs\\0001", "USER_NAME=José", 'Q="x"\\', "Ünïcode=日本"]
+    registry.set_value("HKLM", path, "Environment", entries, "REG_MULTI_SZ")
+    assert registry.get_value("HKLM", path, "environment") == (entries, "REG_MULTI_SZ")
+    assert hex_text("\0".join(entries) + "\0\0") in flat(export(w, SERVICE_KEY))
+    registry.set_value("HKLM", path, "Mixed_Case", "%OS%\\é", "REG_EXPAND_SZ")
+    assert registry.values("HKLM", path)["Mixed_Case"] == ("%OS%\\é", "REG_EXPAND_SZ")
+    assert registry.expand("%OS%\\é") == "Windows_NT\\é"
+    registry.delete_value("HKLM", path, "MIXED_CASE")
+    assert "Mixed_Case" not in registry.values("HKLM", path)

@@ -159,15 +159,25 @@ class WineRegistry:
 
     def export(self, root: str, path: str) -> Optional[RawValues]:
         """Every value of the key, exactly; None when the key does not exist."""
-        host, native = self._scratch()
-        try:
-            r = self._reg("export", f"{root}\\{path}", native + "\\key.reg", "/y")
-            if r.returncode:
-                return None
-            with open(os.path.join(host, "key.reg"), "rb") as f:
-                data = f.read()
-        finally:
-            shutil.rmtree(host, ignore_errors=True)
+        for attempt in range(4):
+            host, native = self._scratch()
+            try:
+                r = self._reg("export", f"{root}\\{path}", native + "\\key.reg", "/y")
+                if r.returncode:
+                    return None
+                try:
+                    with open(os.path.join(host, "key.reg"), "rb") as f:
+                        data = f.read()
+                    break
+                except FileNotFoundError:
+                    # "done" without the file: a reg.exe cut short (a wineserver going away
+                    # under it); like any failure, retried, never taken for "no values".
+                    time.sleep(0.2 * (attempt + 1))
+            finally:
+                shutil.rmtree(host, ignore_errors=True)
+        else:
+            raise FipsbootError(f"{' '.join(self.launcher)} reg export {root}\\{path} said it "
+                                f"succeeded but wrote nothing ({r.output or 'no output'})")
         text = data.decode("utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else data.decode()
         return parse_export(text)
 
