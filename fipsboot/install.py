@@ -119,7 +119,7 @@ def prove(layout: Layout, env: Dict[str, str], when: str) -> List[verify.Check]:
     bad = [c for c in checks if c.fails()]
     if bad:
         raise FipsbootError(f"{when}: " + "; ".join(f"{c.name}: {c.reason}" for c in bad)
-                            + ". Nothing was changed.")
+                            + ". Nothing was changed.", fix=bad[0].fix)
     return checks
 
 

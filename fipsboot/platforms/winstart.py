@@ -104,13 +104,15 @@ def _find(folder: Path, name: str) -> Optional[Path]:
     return None
 
 
-def explain(program: Path, system_dirs: List[Path], returncode: int) -> Optional[str]:
-    """Why `program` did not start, for a person; None when its status says it did."""
+def explain(program: Path, system_dirs: List[Path], returncode: int,
+            shown: Optional[str] = None) -> Optional[str]:
+    """Why `program` did not start, for a person; None when its status says it did.
+    `shown`: the program's path as the profile names it."""
     what = start_failure(returncode)
     if what is None:
         return None
     if not program.exists():
-        return f"{program.name} could not start: {program} does not exist"
+        return f"{program.name} could not start: {shown or program} does not exist"
     missing = missing_dlls(program, system_dirs)
     if missing:
         return f"{program.name} could not start: missing " + ", ".join(missing)
@@ -129,7 +131,7 @@ def check_started(layout, results) -> None:
     else:
         system = [Path(os.environ.get("SystemRoot", "C:\\Windows")) / "System32"]
     for r in results:
-        reason = explain(program, system, r.returncode)
+        reason = explain(program, system, r.returncode, layout.openssl)
         if reason:
             raise OpenSSLError(reason + f" ({' '.join(r.args[-2:])})",
                                fix=f"put what is missing in {program.parent} (Windows loads "
