@@ -69,5 +69,16 @@ def with_values(base: Mapping[str, str], changes: Mapping[str, Optional[str]]) -
 
 def launch_env(base: Mapping[str, str], layout: Layout, mode: str,
                previously_written: Iterable[str] = ()) -> Dict[str, str]:
-    """The caller's environment with exactly the mode's variables set or removed."""
-    return with_values(base, values(layout, mode, base, previously_written))
+    """The caller's environment with exactly the mode's variables set or removed (on
+    Windows, where names ignore case, every spelling of them: an inherited `Openssl_Conf`
+    would otherwise reach the server)."""
+    changes = values(layout, mode, base, previously_written)
+    if layout.windows:
+        base = without_any_spelling(base, changes)
+    return with_values(base, changes)
+
+
+def without_any_spelling(base: Mapping[str, str], names: Iterable[str]) -> Dict[str, str]:
+    """`base` without any spelling of `names` (Windows environment names ignore case)."""
+    folded = {n.casefold() for n in names}
+    return {k: v for k, v in base.items() if k.casefold() not in folded}

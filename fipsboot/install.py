@@ -119,7 +119,7 @@ def prove(layout: Layout, env: Dict[str, str], when: str) -> List[verify.Check]:
     bad = [c for c in checks if c.fails()]
     if bad:
         raise FipsbootError(f"{when}: " + "; ".join(f"{c.name}: {c.reason}" for c in bad)
-                            + ". Nothing was changed.")
+                            + ". Nothing was changed.", fix=bad[0].fix)
     return checks
 
 
@@ -161,17 +161,31 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
             staged_cnf = opensslcnf.render(layout, stage.native("fipsmodule.cnf"))
             (stage.host / "openssl.cnf").write_text(staged_cnf)
             env = OpenSSL(layout).env(staged_env(layout, stage.native("openssl.cnf")))
-            result["proof"] = [c.to_json() for c in prove(layout, env, "the new files fail")]
+            overridden = wine_registry_conflict(layout, env)
+            if overridden:  # proved below, with the registry state install writes
+                result["notes"].append(f"{overridden}: the files are proved with the "
+                                       f"registry state install leaves")
+            else:
+                result["proof"] = [c.to_json() for c in prove(layout, env, "the new files fail")]
+
+        def prove_final() -> None:
+            env = verify.launch_environment(layout, environ.FIPS)
+            overridden = wine_registry_conflict(layout, env)
+            if overridden:
+                raise FipsbootError(f"the installed files can't take effect: {overridden}. "
+                                    f"Nothing was changed.",
+                                    fix="delete that value, or add its key as a target "
+                                        "(`machine`, `user:NAME`), and run install again")
+            checks = prove(layout, env, "the installed files fail")
+            result.setdefault("proof", [c.to_json() for c in checks])
 
         the_plan = build_plan(layout, backend, journal, final_cnf, module_bytes)
         plan.refuse_hand_edits(the_plan.changes, journal, force)
         if not the_plan.pending and journal.mode == environ.FIPS:
+            if "proof" not in result:  # Wine's registry held the proof back: prove now
+                prove_final()
             result["notes"] += plan.follow_up(journal, backend)
             return {**result, "status": "unchanged", "plan": the_plan}
-
-        def prove_final() -> None:
-            env = verify.launch_environment(layout, environ.FIPS)
-            prove(layout, env, "the installed files fail")
 
         checkpoint = plan.apply(journal, "install", the_plan, environ.FIPS, extra={
             "fipsinstall-options": list(profile.fipsinstall_options),
@@ -179,6 +193,15 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
         result["notes"] += plan.follow_up(journal, backend)
         result["notes"] += plan.switch_reminder(layout, True)
         return {**result, "status": "installed", "checkpoint": checkpoint, "plan": the_plan}
+
+
+def wine_registry_conflict(layout: Layout, env: Dict[str, str]) -> Optional[str]:
+    """Under a Wine launcher, a registry value that would override `env` for openssl.exe."""
+    if not (layout.windows and layout.profile.launcher):
+        return None
+    from .platforms import wineenv
+
+    return wineenv.conflict(layout, env)
 
 
 def build_plan(layout: Layout, backend, journal: Journal, cnf: bytes, module: bytes) -> plan.Plan:

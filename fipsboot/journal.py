@@ -69,6 +69,17 @@ def current_user() -> str:
 
 
 def installation_key(install_dir: str) -> str:
+    """The state folder's name. A Windows install dir is keyed on the folder Windows means
+    (case folded, one kind of slash, short names resolved where possible): `C:\\GCTI\\ORS`
+    and `c:/gcti/ors` are one installation, one journal, one lock."""
+    if install_dir[1:2] == ":":  # a drive path: a Linux install dir starts with /
+        from .platforms.winpaths import normalised
+
+        install_dir = normalised(install_dir)
+    return _written_key(install_dir)
+
+
+def _written_key(install_dir: str) -> str:
     tail = "".join(c if c.isalnum() else "-" for c in install_dir)[-40:].strip("-")
     return f"{hashlib.sha256(install_dir.encode()).hexdigest()[:12]}-{tail}"
 
@@ -83,7 +94,12 @@ class Journal:
 
     @classmethod
     def for_installation(cls, install_dir: str, stores=None) -> Journal:
-        return cls(state_root() / installation_key(install_dir), stores)
+        folder = state_root() / installation_key(install_dir)
+        # A journal keyed as written (before keys were normalised) is still this one's.
+        legacy = state_root() / _written_key(install_dir)
+        if not folder.exists() and legacy.exists():
+            folder = legacy
+        return cls(folder, stores)
 
     # --- persistent state ----------------------------------------------------------------
 

@@ -43,7 +43,10 @@ class OpenSSL:
         self.base_env = dict(os.environ if base_env is None else base_env)
 
     def env(self, extra: Mapping[str, Optional[str]]) -> Dict[str, str]:
-        env = {k: v for k, v in self.base_env.items() if k not in OPENSSL_VARS}
+        names = OPENSSL_VARS
+        if self.layout.windows:  # names ignore case there: `Openssl_Conf` is OPENSSL_CONF
+            names = {k for k in self.base_env if k.upper() in OPENSSL_VARS}
+        env = {k: v for k, v in self.base_env.items() if k not in names}
         env.update(LANG="C", LC_ALL="C")
         if self.layout.profile.launcher:
             env.setdefault("WINEDEBUG", "-all")
@@ -56,8 +59,13 @@ class OpenSSL:
                      env: Mapping[str, str]) -> List[Result]:
         """Run several openssl commands at once (in the start-up path they overlap)."""
         program = [*self.layout.profile.launcher, str(self.layout.host(self.layout.openssl))]
-        return processes.run_together([([*program, *args], stdin) for args, stdin in jobs],
-                                      env, TIMEOUT, OpenSSLError)
+        results = processes.run_together([([*program, *args], stdin) for args, stdin in jobs],
+                                          env, TIMEOUT, OpenSSLError)
+        if self.layout.windows:  # a missing DLL: say so, not "failed (53)"
+            from .platforms.winstart import check_started
+
+            check_started(self.layout, results)
+        return results
 
     def run_bounded(self, args: Sequence[str], env: Mapping[str, str], timeout: float) -> Result:
         """One command with its own time limit (a TLS handshake with a peer that never answers)."""

@@ -121,6 +121,20 @@ def _is_absolute(platform: str, path: str) -> bool:
     return PurePosixPath(path).is_absolute()
 
 
+def _windows_path(server: _Reader, key: str, value: str, base: Optional[str]) -> str:
+    """A Windows path under Windows' rules (`platforms/winpaths.py`), relative ones under
+    `base`; a path Windows or openssl.exe would read as another file is refused, rule named."""
+    from .platforms.winpaths import path_problem
+
+    pure = PureWindowsPath(value)
+    if not pure.drive and not pure.root and base is not None:
+        value = str(PureWindowsPath(base) / value)
+    problem = path_problem(value, ascii_only=key != "fips-switch.file")  # openssl never opens it
+    if problem:
+        server.fail(key, f"{value!r} is refused: {problem}")
+    return str(PureWindowsPath(value))
+
+
 def host_platform() -> str:
     return "windows" if sys.platform == "win32" else "linux"
 
@@ -163,8 +177,8 @@ def parse(raw: dict, source: Path) -> Profile:
     def absolute(key: str, value: str, base: Optional[str]) -> str:
         if "\0" in value or "\n" in value or "\r" in value:
             server.fail(key, "contains a control character")
-        if platform == "windows" and value.startswith(("\\\\", "//")):
-            server.fail(key, f"UNC paths are not supported, use a local drive path: {value!r}")
+        if platform == "windows":
+            return _windows_path(server, key, value, base)
         if _is_absolute(platform, value):
             return str(pure(value))
         if base is None:
@@ -185,6 +199,12 @@ def parse(raw: dict, source: Path) -> Profile:
     lib_dirs = tuple(absolute("lib-dirs", d, install_dir)
                      for d in server.get("lib-dirs", list, defaults["lib-dirs"]))
     config_dir = absolute("config-dir", server.get("config-dir", str, install_dir), None)
+    if platform == "windows":
+        from .platforms.winpaths import config_dir_problem
+
+        problem = config_dir_problem(config_dir)
+        if problem:
+            server.fail("config-dir", f"{config_dir!r}: {problem}")
     spd = server.get("security-pack-dir", str)
     security_pack_dir = absolute("security-pack-dir", spd, None) if spd is not None else None
     options = tuple(server.get("fipsinstall-options", list, []))

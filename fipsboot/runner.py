@@ -54,6 +54,10 @@ def cache_key(layout: Layout, env: Mapping[str, str], module_mac: str) -> str:
         "env": sorted((k, v) for k, v in env.items() if k.startswith(ENV_PREFIXES)),
         "launcher": list(layout.profile.launcher),
     }
+    if layout.windows and layout.profile.launcher:  # Wine's registry wins over `env`
+        from .platforms import wineenv
+
+        parts["wine-registry"] = wineenv.overrides(layout)
     h.update(json.dumps(parts, sort_keys=True).encode())
     return h.hexdigest()
 

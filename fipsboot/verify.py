@@ -170,7 +170,8 @@ def live_checks(openssl: OpenSSL, env: Mapping[str, str], label: str = "",
     try:
         listing, md5, sha = openssl.probe(env, sha256)
     except FipsbootError as e:
-        return [failed("providers", str(e), REINSTALL), failed("negative-probe", str(e), REINSTALL)]
+        return [failed("providers", str(e), e.fix or REINSTALL),
+                failed("negative-probe", str(e), e.fix or REINSTALL)]
     return [providers_check(listing, label), negative_probe_check(md5, sha)]
 
 
@@ -181,7 +182,7 @@ def providers_check(listing, label: str = "") -> Check:
     try:
         found = parse_listing(listing)
     except FipsbootError as e:
-        return failed("providers", f"{e}{where}", REINSTALL)
+        return failed("providers", f"{e}{where}", e.fix or REINSTALL)
     details = {name: p.fields for name, p in found.items()}
     fips, base = found.get("fips"), found.get("base")
     version = base.version if base else None

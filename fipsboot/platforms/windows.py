@@ -25,6 +25,7 @@ from .winregistry import (
     REG_EXPAND_SZ,
     REG_MULTI_SZ,
     REG_SZ,
+    VALUE_TYPES,
     broadcast_setting_change,
     get_registry,
     where,
@@ -50,6 +51,11 @@ def canonical_name(name: str) -> Optional[str]:
     return next((v for v in WINDOWS_VARIABLES if v.casefold() == folded), None)
 
 
+def ambiguous(values: List[str]) -> str:
+    """What a variable defined more than once (differently) reads as: matches nothing."""
+    return f"<ambiguous: defined {len(values)} times: " + ", ".join(map(repr, values)) + ">"
+
+
 class RegistryTarget(EnvTarget):
     """A set of registry values under one key; `value_names` are all fipsboot may touch."""
 
@@ -65,34 +71,56 @@ class RegistryTarget(EnvTarget):
     def render(self, snapshot: Snapshot, desired: Values) -> Snapshot:
         raise NotImplementedError
 
+    def ours(self, name: str) -> Optional[str]:
+        """Our spelling of a value name, or None: registry names ignore case."""
+        folded = name.casefold()
+        return next((v for v in self.value_names if v.casefold() == folded), None)
+
     def snapshot(self) -> Snapshot:
+        """Keyed by the names as stored (`Openssl_Conf` stays `Openssl_Conf`), so a restore
+        gives back the exact spelling as well as the data and the type. One read of the key."""
         root, path = self.locate()
-        registry = get_registry()
         found = {}
-        for name in self.value_names:
-            value = registry.get_value(root, path, name)
-            if value is not None:
-                found[name] = {"type": value[1], "data": value[0]}
+        for stored, (data, kind) in get_registry().values(root, path).items():
+            if self.ours(stored) is None:
+                continue
+            if kind not in VALUE_TYPES:
+                # Only string values can be snapshotted and given back exactly; this one is
+                # not fipsboot's doing, so a person has to decide what it should be.
+                raise FipsbootError(f"{where(root, path, stored)} has registry type {kind}, "
+                                    f"not a string: fipsboot leaves it alone",
+                                    fix="delete the value or make it a REG_SZ, then run again")
+            found[stored] = {"type": kind, "data": data}
         return found or None
 
     def restore(self, snapshot: Snapshot) -> None:
-        """Make the values exactly `snapshot`; values it lacks are deleted."""
+        """Make the values exactly `snapshot` (names' spelling included); values it lacks
+        are deleted."""
         wanted = snapshot or {}
-        unknown = sorted(set(wanted) - set(self.value_names))
+        unknown = sorted(n for n in wanted if self.ours(n) is None)
         if unknown:  # a journal entry for some other target: never write it here
             raise FipsbootError(f"{self.spec}: snapshot names {unknown[0]!r}, "
                                 f"which fipsboot does not manage here")
+        wanted_by_ours = {self.ours(n): n for n in wanted}
         root, path = self.locate()
         registry = get_registry()
+        now = {self.ours(n): (n, v) for n, v in registry.values(root, path).items()
+               if self.ours(n) is not None}
         for name in self.value_names:
-            current = registry.get_value(root, path, name)
-            if name not in wanted:
+            current_name, current = now.get(name, (None, None))
+            wanted_name = wanted_by_ours.get(name)
+            if wanted_name is None:
                 if current is not None:
-                    registry.delete_value(root, path, name)
+                    registry.delete_value(root, path, current_name)
                 continue
-            value = (wanted[name]["data"], wanted[name]["type"])
+            value = (wanted[wanted_name]["data"], wanted[wanted_name]["type"])
+            if current is not None and current_name != wanted_name:
+                # The registry keeps a value's first spelling on a write: to give back the
+                # exact one, the other spelling goes first.
+                registry.delete_value(root, path, current_name)
+                current = None
             if current != value:
-                registry.set_value(root, path, name, *value)
+                registry.set_value(root, path, wanted_name, *value)
 
     def read(self) -> Values:
         return self.parse(self.snapshot())
@@ -128,8 +156,11 @@ class ServiceEnvironment(RegistryTarget):
                     "not its display name")
         return HKLM, self.path
 
+    def stored_name(self, snapshot: Snapshot) -> str:
+        return next(iter(snapshot or {}), SERVICE_ENVIRONMENT_VALUE)
+
     def entries(self, snapshot: Snapshot) -> List[str]:
-        value = (snapshot or {}).get(SERVICE_ENVIRONMENT_VALUE)
+        value = (snapshot or {}).get(self.stored_name(snapshot))
         if value is None:
             return []
         if value["type"] != REG_MULTI_SZ:
@@ -140,13 +171,18 @@ class ServiceEnvironment(RegistryTarget):
         return list(value["data"])
 
     def parse(self, snapshot: Snapshot) -> Values:
-        found: Values = {}
+        """Names ignore case, as the environment block the SCM builds does. Two entries for
+        one variable with different values (`OPENSSL_CONF=...`, `openssl_conf=C:\\evil.cnf`)
+        are ambiguous: which one a process sees is not fipsboot's to guess, so the variable
+        reads as a value that matches nothing fipsboot would write (install rewrites it)."""
+        found: Dict[str, List[str]] = {}
         for entry in self.entries(snapshot):
             name, _, value = entry.partition("=")
             key = canonical_name(name)
-            if key is not None and key not in found:  # the first of duplicates is the one kept
-                found[key] = value
-        return found
+            if key is not None:
+                found.setdefault(key, []).append(value)
+        return {key: values[0] if len(set(values)) == 1 else ambiguous(values)
+                for key, values in found.items()}
 
     def render(self, snapshot: Snapshot, desired: Values) -> Snapshot:
         out, written = [], set()
@@ -163,37 +199,54 @@ class ServiceEnvironment(RegistryTarget):
                    if desired.get(key) is not None and key not in written)
         if snapshot is None and not out:
             return None  # nothing to say and nothing there: don't create an empty value
-        return {SERVICE_ENVIRONMENT_VALUE: {"type": REG_MULTI_SZ, "data": out}}
+        return {self.stored_name(snapshot): {"type": REG_MULTI_SZ, "data": out}}
 
     def notes(self) -> List[str]:
         return [f"restart service {self.service} for the server to get the new environment"]
 
 
 class VariableValues(RegistryTarget):
-    """An environment key with one string value per variable (an account's, the machine's)."""
+    """An environment key with one string value per variable (an account's, the machine's).
+
+    A REG_EXPAND_SZ value is what Windows makes of it: `%VAR%` expanded, so verify compares
+    the path a process really gets. fipsboot's own values are literal paths: REG_SZ whenever
+    they hold a `%` (a folder named `CFG%OS%` must not become `CFGWindows_NT`); an existing
+    value's type is kept only when fipsboot's value has no `%`, where both types read alike."""
 
     value_names = WINDOWS_VARIABLES
 
     def parse(self, snapshot: Snapshot) -> Values:
-        return {name: value["data"] for name, value in (snapshot or {}).items()
-                if isinstance(value["data"], str)}
+        out: Values = {}
+        for name, value in (snapshot or {}).items():
+            data = value["data"]
+            if not isinstance(data, str) or canonical_name(name) is None:
+                continue
+            if value["type"] == REG_EXPAND_SZ and "%" in data:
+                data = get_registry().expand(data)
+            out[canonical_name(name)] = data
+        return out
 
     def render(self, snapshot: Snapshot, desired: Values) -> Snapshot:
         new = {name: dict(value) for name, value in (snapshot or {}).items()}
-        for name, wanted in desired.items():
+        stored = {canonical_name(name): name for name in new}
+        for key, wanted in desired.items():
+            name = stored.get(key, key)  # a person's spelling of the name is kept
             current = new.get(name)
             if wanted is None:
                 new.pop(name, None)
-            elif current is None or current["data"] != wanted:
-                new[name] = {"type": self._type_for(current, wanted), "data": wanted}
+                continue
+            kind = self._type_for(current, wanted)
+            if current is None or current["data"] != wanted or current["type"] != kind:
+                new[name] = {"type": kind, "data": wanted}
         return new or None
 
     @staticmethod
     def _type_for(current: Optional[Dict[str, Any]], value: str) -> str:
+        if "%" in value:
+            return REG_SZ  # a literal path: never expanded into another one
         if current is not None and current["type"] in (REG_SZ, REG_EXPAND_SZ):
-            return current["type"]  # a person chose it: keep it
-        # As Windows' own environment editor does: expandable only when there is a %VAR%.
-        return REG_EXPAND_SZ if "%" in value else REG_SZ
+            return current["type"]  # a person chose it, and without a % both read alike
+        return REG_SZ
 
 
 class UserEnvironment(VariableValues):

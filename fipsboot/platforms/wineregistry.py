@@ -5,26 +5,130 @@ account and machine environment live in the prefix's registry, and Wine builds e
 process's environment from the machine's and the account's Environment keys as Windows does.
 This gives the Windows backend's targets a real registry to work on here. It has the
 interface of `winregistry.Registry`; `platforms.backend_for` installs it for such profiles.
+
+Values go through `reg export` and `reg import` files (UTF-16, every value as hex data), never
+through `reg query`'s text or `reg add`'s command line: those read `\\0` inside an entry as
+reg.exe's separator and pass non-ASCII through a code page, so `LOGDIR=C:\\logs\\0001` came
+back as two entries and `José` as `Jos\ufffd`. A value is written, then read back: what
+reg.exe does with it is no contract.
 """
 from __future__ import annotations
 
 import getpass
 import os
-import re
+import shutil
+import tempfile
 import time
-from typing import List, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 from ..errors import FipsbootError
 from ..processes import Result, run_together
-from .winregistry import REG_MULTI_SZ, VALUE_TYPES, Data, RegValue, check_value, where
+from .winregistry import (
+    REG_EXPAND_SZ,
+    REG_MULTI_SZ,
+    REG_SZ,
+    Data,
+    RegValue,
+    check_value,
+    expand_environment_strings,
+    where,
+)
 
-VALUE_RE = re.compile(r"^    (.+?)    (REG_\w+)    ?(.*)$")
 TIMEOUT = 120
 WINE_ACCOUNT = "wine-current-user"  # Wine has one account: the Unix user running it
+TYPE_NUMBERS = {REG_SZ: 1, REG_EXPAND_SZ: 2, REG_MULTI_SZ: 7}
+TYPE_NAMES = {n: t for t, n in TYPE_NUMBERS.items()}
+ROOT_NAMES = {"HKLM": "HKEY_LOCAL_MACHINE", "HKU": "HKEY_USERS", "HKCU": "HKEY_CURRENT_USER"}
+MACHINE_ENVIRONMENT = r"SYSTEM\CurrentControlSet\Control\Session Manager\Environment"
+# Raw registry values: {name as stored: (type number, data bytes)}
+RawValues = Dict[str, Tuple[int, bytes]]
 
 
 def _not_found(r: Result) -> bool:
     return r.returncode == 1 and "unable to find" in r.output.lower()
+
+
+def _unescape(text: str) -> str:
+    """A quoted .reg string's content: `\\\\`, `\\"`, `\\n`, `\\r`, `\\0` escapes."""
+    out, i = [], 0
+    escapes = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "0": "\0"}
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            out.append(escapes.get(text[i + 1], text[i + 1]))
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _quoted(line: str) -> Tuple[str, str]:
+    """Split `"name"=rest` (or `@=rest`) into the unescaped name and the rest."""
+    if line.startswith("@="):
+        return "", line[2:]
+    i = 1
+    while i < len(line):
+        if line[i] == "\\":
+            i += 2
+            continue
+        if line[i] == '"':
+            break
+        i += 1
+    return _unescape(line[1:i]), line[i + 2:]
+
+
+def parse_export(text: str) -> RawValues:
+    """The values of the first key in a `reg export` file (the key asked for; its subkeys
+    follow in their own sections)."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    values: RawValues = {}
+    in_first, i = None, 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if line.startswith("["):
+            if in_first is not None:
+                break
+            in_first = True
+            continue
+        if not in_first or not (line.startswith('"') or line.startswith("@=")):
+            continue
+        while line.endswith("\\") and i < len(lines):  # hex data continues on the next line
+            line = line[:-1] + lines[i].strip()
+            i += 1
+        name, data = _quoted(line)
+        if data.startswith('"'):
+            values[name] = (1, (_unescape(data[1:-1]) + "\0").encode("utf-16-le"))
+        elif data.startswith("hex("):
+            kind, _, hexdata = data[4:].partition("):")
+            values[name] = (int(kind, 16), bytes.fromhex(hexdata.replace(",", "")))
+        elif data.startswith("hex:"):
+            values[name] = (3, bytes.fromhex(data[4:].replace(",", "")))
+        elif data.startswith("dword:"):
+            values[name] = (4, int(data[6:], 16).to_bytes(4, "little"))
+        else:
+            values[name] = (-1, b"")
+    return values
+
+
+def decode(kind: int, raw: bytes) -> Data:
+    text = raw.decode("utf-16-le", "surrogatepass")
+    if kind == 7:
+        return [s for s in text.rstrip("\0").split("\0") if s]
+    return text.split("\0", 1)[0]
+
+
+def encode(data: Data, kind: str) -> bytes:
+    if kind == REG_MULTI_SZ:
+        text = "".join(s + "\0" for s in data) + "\0"
+    else:
+        text = data + "\0"
+    return text.encode("utf-16-le", "surrogatepass")
+
+
+def _escape_name(name: str) -> str:
+    return name.replace("\\", "\\\\").replace('"', '\\"')
 
 
 class WineRegistry:
@@ -45,41 +149,90 @@ class WineRegistry:
         raise FipsbootError(f"{' '.join(self.launcher)} reg {' '.join(args)} failed "
                             f"({r.returncode}): {r.output}")
 
-    def get_value(self, root: str, path: str, name: str) -> Optional[RegValue]:
-        r = self._reg("query", f"{root}\\{path}", "/v", name)
+    def _scratch(self) -> Tuple[str, str]:
+        """A private folder inside the prefix: (host path, the path reg.exe sees)."""
+        from ..layout import wine_prefix
+
+        temp = wine_prefix() / "drive_c" / "windows" / "temp"
+        host = tempfile.mkdtemp(prefix="fipsboot-reg-", dir=temp)
+        return host, "C:\\windows\\temp\\" + os.path.basename(host)
+
+    def export(self, root: str, path: str) -> Optional[RawValues]:
+        """Every value of the key, exactly; None when the key does not exist."""
+        for attempt in range(4):
+            host, native = self._scratch()
+            try:
+                r = self._reg("export", f"{root}\\{path}", native + "\\key.reg", "/y")
+                if r.returncode:
+                    return None
+                try:
+                    with open(os.path.join(host, "key.reg"), "rb") as f:
+                        data = f.read()
+                    break
+                except FileNotFoundError:
+                    # "done" without the file: a reg.exe cut short (a wineserver going away
+                    # under it); like any failure, retried, never taken for "no values".
+                    time.sleep(0.2 * (attempt + 1))
+            finally:
+                shutil.rmtree(host, ignore_errors=True)
+        else:
+            raise FipsbootError(f"{' '.join(self.launcher)} reg export {root}\\{path} said it "
+                                f"succeeded but wrote nothing ({r.output or 'no output'})")
+        text = data.decode("utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else data.decode()
+        return parse_export(text)
+
+    def _import(self, root: str, path: str, line: str) -> None:
+        text = (f"Windows Registry Editor Version 5.00\r\n\r\n"
+                f"[{ROOT_NAMES[root]}\\{path}]\r\n{line}\r\n")
+        host, native = self._scratch()
+        try:
+            with open(os.path.join(host, "value.reg"), "wb") as f:
+                f.write(b"\xff\xfe" + text.encode("utf-16-le", "surrogatepass"))
+            r = self._reg("import", native + "\\value.reg")
+        finally:
+            shutil.rmtree(host, ignore_errors=True)
         if r.returncode:
+            raise FipsbootError(f"cannot write {where(root, path)}: {r.output}")
+
+    def values(self, root: str, path: str) -> Dict[str, RegValue]:
+        """Every value of the key by its name as stored (one `reg export`)."""
+        return {name: (decode(kind, raw), TYPE_NAMES[kind]) if kind in TYPE_NAMES
+                else (None, f"type {kind}")
+                for name, (kind, raw) in (self.export(root, path) or {}).items()}
+
+    def get_value(self, root: str, path: str, name: str) -> Optional[RegValue]:
+        found = {n.casefold(): v for n, v in (self.export(root, path) or {}).items()}
+        if name.casefold() not in found:
             return None  # the value or its key does not exist
-        for line in r.stdout.splitlines():
-            m = VALUE_RE.match(line)
-            if m and m.group(1).lower() == name.lower():
-                data = m.group(3)
-                if m.group(2) not in VALUE_TYPES:  # as winregistry.Registry: strings only
-                    raise FipsbootError(f"{where(root, path, name)} has registry type "
-                                        f"{m.group(2)}, not a string: fipsboot leaves it alone",
-                                        "delete the value or make it a REG_SZ, then run again")
-                if m.group(2) == REG_MULTI_SZ:
-                    return [s for s in data.split("\\0") if s], REG_MULTI_SZ
-                return data, m.group(2)
-        return None
+        kind, raw = found[name.casefold()]
+        if kind not in TYPE_NAMES:  # as winregistry.Registry: strings only
+            raise FipsbootError(f"{where(root, path, name)} has registry type {kind}, "
+                                f"not a string: fipsboot leaves it alone",
+                                "delete the value or make it a REG_SZ, then run again")
+        return decode(kind, raw), TYPE_NAMES[kind]
 
     def set_value(self, root: str, path: str, name: str, data: Data, kind: str) -> None:
         check_value(data, kind)
-        strings: List[str] = data if isinstance(data, list) else [data]
-        if any("\\0" in s for s in strings):
-            raise FipsbootError(f"{data!r} holds '\\0', which Wine's reg.exe reads as a separator")
-        if not self.subkey_exists(root, path):  # reg add would create it; fipsboot never does
+        if not self.subkey_exists(root, path):  # an import would create it; fipsboot never does
             raise FipsbootError(f"cannot write {where(root, path, name)}: the key does not exist")
-        text = "\\0".join(strings) if kind == REG_MULTI_SZ else data
-        r = self._reg("add", f"{root}\\{path}", "/v", name, "/t", kind, "/d", text, "/f")
-        if r.returncode:
-            raise FipsbootError(f"cannot write {where(root, path, name)}: {r.output}")
-        if self.get_value(root, path, name) != (data, kind):  # reg.exe's quoting is no contract
+        hexdata = ",".join(f"{b:02x}" for b in encode(data, kind))
+        self._import(root, path, f'"{_escape_name(name)}"=hex({TYPE_NUMBERS[kind]:x}):{hexdata}')
+        if self.get_value(root, path, name) != (data, kind):
             raise FipsbootError(f"{where(root, path, name)} does not read back as written")
 
     def delete_value(self, root: str, path: str, name: str) -> None:
-        self._reg("delete", f"{root}\\{path}", "/v", name, "/f")  # gone already is fine
+        if self.get_value(root, path, name) is None:
+            return  # gone already is fine
+        self._import(root, path, f'"{_escape_name(name)}"=-')
         if self.get_value(root, path, name) is not None:
             raise FipsbootError(f"{where(root, path, name)} is still there after its deletion")
+
+    def expand(self, text: str) -> str:
+        """As Windows expands a REG_EXPAND_SZ for a process: with the machine environment."""
+        machine = self.export("HKLM", MACHINE_ENVIRONMENT) or {}
+        lookup = {n: decode(k, raw) for n, (k, raw) in machine.items() if k in (1, 2)}
+        return expand_environment_strings(text, {n: v for n, v in lookup.items()
+                                                 if isinstance(v, str)})
 
     def subkey_exists(self, root: str, path: str) -> bool:
         return self._reg("query", f"{root}\\{path}").returncode == 0

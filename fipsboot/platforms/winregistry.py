@@ -52,8 +52,63 @@ def check_value(data: Data, kind: str) -> None:
         raise FipsbootError(f"{data!r}: a REG_MULTI_SZ can't hold an empty string")
 
 
+def expand_environment_strings(text: str, lookup: Mapping[str, str]) -> str:
+    """What ExpandEnvironmentStrings makes of `text`: `%NAME%` replaced by the variable
+    (names ignore case), an undefined one and a lone `%` left as they are."""
+    folded = {k.casefold(): v for k, v in lookup.items()}
+    out, rest = [], text
+    while "%" in rest:
+        before, _, after = rest.partition("%")
+        name, found, tail = after.partition("%")
+        out.append(before)
+        if not found:  # a lone %: kept
+            out.append("%" + after)
+            rest = ""
+            break
+        if name and name.casefold() in folded:
+            out.append(folded[name.casefold()])
+            rest = tail
+        else:  # not a defined variable: kept, and its closing % may open the next one
+            out.append("%" + name)
+            rest = "%" + tail
+    return "".join(out) + rest
+
+
 class Registry:
     """The real registry (Windows only) and the Windows calls its paths depend on."""
+
+    def values(self, root: str, path: str) -> Dict[str, RegValue]:
+        """Every value of a key by its name as stored ({} when the key is gone); a value that
+        is not a string comes as (None, its type number as text)."""
+        winreg = _winreg()
+        names = {winreg.REG_SZ: REG_SZ, winreg.REG_EXPAND_SZ: REG_EXPAND_SZ,
+                 winreg.REG_MULTI_SZ: REG_MULTI_SZ}
+        found: Dict[str, RegValue] = {}
+        try:
+            with winreg.OpenKey(_hive(winreg, root), path) as key:
+                for index in range(winreg.QueryInfoKey(key)[1]):
+                    name, data, kind = winreg.EnumValue(key, index)
+                    if kind not in names:
+                        found[name] = (None, f"type {kind}")
+                        continue
+                    if data is None:  # winreg gives None for a zero-length value
+                        data = [] if kind == winreg.REG_MULTI_SZ else ""
+                    found[name] = (data, names[kind])
+        except FileNotFoundError:
+            return {}
+        except OSError as e:
+            raise _failed("read", where(root, path), e) from None
+        return found
+
+    def expand(self, text: str) -> str:
+        """`text` as Windows expands a REG_EXPAND_SZ value for a process."""
+        _windows_only("expanding environment strings")
+        import ctypes
+
+        size = ctypes.windll.kernel32.ExpandEnvironmentStringsW(text, None, 0)
+        buffer = ctypes.create_unicode_buffer(size)
+        ctypes.windll.kernel32.ExpandEnvironmentStringsW(text, buffer, size)
+        return buffer.value
 
     def get_value(self, root: str, path: str, name: str) -> Optional[RegValue]:
         """The value, or None when it (or its key) does not exist."""
@@ -258,7 +313,10 @@ class FakeRegistry(Registry):
     case-insensitive (the first spelling is kept), keys are never created by a write."""
 
     def __init__(self, accounts: Optional[Mapping[str, str]] = None,
-                 current_user: Optional[str] = None):
+                 current_user: Optional[str] = None,
+                 environment: Optional[Mapping[str, str]] = None):
+        self.environment = dict(environment or {"OS": "Windows_NT",
+                                                "SystemRoot": "C:\\Windows"})
         self.keys: Dict[Tuple[str, str], Dict[str, Tuple[str, Data, str]]] = {}
         self.accounts = {name.casefold(): sid for name, sid in (accounts or {}).items()}
         self.current_user = current_user
@@ -285,6 +343,9 @@ class FakeRegistry(Registry):
         """A deep copy of everything, to compare a before with an after."""
         return {key: {n: (_copy(d), k) for n, d, k in vals.values()}
                 for key, vals in self.keys.items()}
+
+    def expand(self, text: str) -> str:
+        return expand_environment_strings(text, self.environment)
 
     def get_value(self, root: str, path: str, name: str) -> Optional[RegValue]:
         stored = self.keys.get(self._id(root, path), {}).get(name.casefold())
