@@ -27,8 +27,9 @@ def emit(result: dict, as_json: bool, text: Callable[[dict], None]) -> None:
 
 def abort(error: FipsbootError, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"error": str(error), "fix": error.fix,
-                               "exit_code": error.exit_code}, indent=1))
+        # exit 5 (the change is made): also `changed` and the `checkpoint` it made
+        click.echo(json.dumps({"error": str(error), "fix": error.fix, "exit_code": error.exit_code,
+                               **getattr(error, "result", {})}, indent=1))
     else:
         click.echo(f"fipsboot: error: {error}", err=True)
         if error.fix:

@@ -2,13 +2,15 @@
 application, shared by install and reset."""
 from __future__ import annotations
 
+import difflib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from . import environ, fsutil, inifile
-from .errors import FipsbootError, HandEditError, UsageError
+from .errors import FipsbootError, FollowUpError, HandEditError, UsageError
 from .journal import Journal
 from .layout import Layout
 from .platforms.base import Backend, Change, file_change
@@ -36,7 +38,25 @@ class Plan:
     def to_json(self) -> List[dict]:
         return [{"target": c.label, "path": c.key, "action": c.action,
                  "variables": {k: {"old": v[0], "new": v[1]} for k, v in c.variables.items()},
-                 "notes": c.notes} for c in self.changes]
+                 "notes": c.notes, "diff": unified_diff(c)} for c in self.changes]
+
+
+def unified_diff(change: Change) -> str:
+    """The change as a unified diff (what `ansible-playbook --diff` shows); "" when unchanged.
+    A diff, not both texts: a login profile or env file may hold lines that are not fipsboot's."""
+    if not change.changed:
+        return ""
+    if change.kind == "file":
+        old, new = (b.decode("utf-8", "replace") if b is not None else None
+                    for b in (change.old, change.new))
+    else:  # a stored value (the server's switch, a registry value): its JSON
+        old, new = (json.dumps(v, indent=1, sort_keys=True) + "\n" if v is not None else None
+                    for v in (change.old, change.new))
+    lines = difflib.unified_diff((old or "").splitlines(True), (new or "").splitlines(True),
+                                 "/dev/null" if old is None else change.key,
+                                 "/dev/null" if new is None else change.key)
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                   for line in lines)
 
 
 def _real_path(change: Change) -> str:
@@ -119,15 +139,21 @@ def refuse_hand_edits(changes: List[Change], journal: Journal, force: bool) -> N
                             "copy is kept in the journal, `fipsboot rollback` brings it back)")
 
 
-def follow_up(journal: Journal, backend: Backend) -> List[str]:
+def follow_up(journal: Journal, backend: Backend, checkpoint: Optional[int] = None,
+              changed: bool = True) -> List[str]:
     """Run what must follow the journal's changes and undos (systemd's daemon-reload,
     Windows' WM_SETTINGCHANGE), including any an earlier command could not finish. It stays
-    pending until it succeeds: every command retries it."""
+    pending until it succeeds: every command retries it. A failure (exit 5) carries the
+    checkpoint just made and `changed`, so a script can still roll that checkpoint back."""
     pending = [list(item) for item in journal.follow_up]
     if not pending:
         return []
     stubs = [Change(kind, key, key, None, True, None, "") for kind, key in pending]
-    notes = backend.after_apply(stubs)  # FollowUpError: stays pending
+    try:
+        notes = backend.after_apply(stubs)  # FollowUpError: stays pending
+    except FollowUpError as e:
+        e.result = {"changed": changed, "checkpoint": checkpoint}
+        raise
     journal.follow_up_done(pending)
     return notes
 

@@ -21,6 +21,7 @@ def reset(profile, dry_run: bool = False, force: bool = False, purge: bool = Fal
     backend = backend_for(profile)
     journal = Journal.for_installation(profile.install_dir, backend.stores())
     result: dict = {"command": "reset", "dry_run": dry_run, "notes": []}
+    recovered = None
     with journal.lock() if not dry_run else contextlib.nullcontext():
         if not dry_run:
             recovered = journal.recover()
@@ -39,11 +40,15 @@ def reset(profile, dry_run: bool = False, force: bool = False, purge: bool = Fal
             result["notes"].append("no [server] security-pack-dir in the profile: "
                                    "LD_LIBRARY_PATH keeps only the lib-dirs")
         if dry_run:
-            return {**result, "status": "dry-run", "plan": the_plan}
+            interrupted = bool(journal.checkpoints) and journal.checkpoints[-1]["status"] != "done"
+            changed = bool(the_plan.pending) or journal.mode != environ.NONFIPS or interrupted
+            return {**result, "status": "dry-run", "changed": changed, "checkpoint": None,
+                    "plan": the_plan}
         plan.refuse_hand_edits(the_plan.changes, journal, force)
         if not the_plan.pending and journal.mode == environ.NONFIPS:
             result["notes"] += plan.follow_up(journal, backend)
-            return {**result, "status": "unchanged", "plan": the_plan}
+            return {**result, "status": "unchanged", "changed": bool(recovered), "checkpoint": None,
+                    "plan": the_plan}
 
         def prove_nonfips() -> None:
             env = verify.launch_environment(layout, environ.NONFIPS)
@@ -53,14 +58,16 @@ def reset(profile, dry_run: bool = False, force: bool = False, purge: bool = Fal
                                     "Nothing was changed.")
 
         checkpoint = plan.apply(journal, "reset", the_plan, environ.NONFIPS, prove=prove_nonfips)
-        result["notes"] += plan.follow_up(journal, backend)
+        result["notes"] += plan.follow_up(journal, backend, checkpoint)
         result["notes"] += plan.switch_reminder(layout, False)
-        return {**result, "status": "reset", "checkpoint": checkpoint, "plan": the_plan}
+        return {**result, "status": "reset", "changed": True, "checkpoint": checkpoint,
+                "plan": the_plan}
 
 
 def checkpoints(profile) -> dict:
     journal = open_journal(profile)
-    return {"command": "rollback", "mode": journal.mode, "checkpoints": [
+    return {"command": "rollback", "mode": journal.mode, "changed": False, "checkpoint": None,
+            "checkpoints": [
         {"id": c["id"], "command": c["command"], "time": c["time"], "status": c["status"],
          "changes": [e["key"] for e in c["entries"] if e["kind"] != "dir"]}
         for c in journal.checkpoints]}
@@ -73,6 +80,7 @@ def rollback(profile, to: Optional[int] = None, dry_run: bool = False,
         target = journal.rollback_target(to)
         doomed = [c for c in reversed(journal.checkpoints) if c["id"] >= target]
         return {"command": "rollback", "dry_run": True, "status": "dry-run",
+                "changed": bool(doomed), "checkpoint": None,
                 "would_undo": [{"id": c["id"], "command": c["command"],
                                 "restores": [e["key"] for e in c["entries"]]} for c in doomed],
                 "edited_since": [e["key"] for e in journal.edits_lost_by(target)]}
@@ -81,10 +89,11 @@ def rollback(profile, to: Optional[int] = None, dry_run: bool = False,
             # Nothing left to undo, but the last rollback's daemon-reload failed: retry it.
             notes = plan.follow_up(journal, backend_for(profile))
             return {"command": "rollback", "dry_run": False, "status": "follow-up done",
-                    "mode": journal.mode, "notes": notes, "undone": []}
+                    "changed": True, "checkpoint": None, "mode": journal.mode, "notes": notes, "undone": []}
         undone = journal.rollback(to, force=force)
-        notes = plan.follow_up(journal, backend_for(profile))
+        notes = plan.follow_up(journal, backend_for(profile), changed=bool(undone))
+        # A rollback creates no checkpoint: it removes the ones it undid.
         return {"command": "rollback", "dry_run": False, "status": "rolled-back",
-                "mode": journal.mode, "notes": notes,
+                "changed": bool(undone), "checkpoint": None, "mode": journal.mode, "notes": notes,
                 "undone": [{"id": c["id"], "command": c["command"],
                             "restored": [e["key"] for e in c["entries"]]} for c in undone]}
