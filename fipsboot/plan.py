@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from . import environ, fsutil, inifile
+from . import environ, faults, fsutil, inifile
 from .errors import FipsbootError, HandEditError, UsageError
 from .journal import Journal
 from .layout import Layout
@@ -124,11 +124,13 @@ def follow_up(journal: Journal, backend: Backend) -> List[str]:
     Windows' WM_SETTINGCHANGE), including any an earlier command could not finish. It stays
     pending until it succeeds: every command retries it."""
     pending = [list(item) for item in journal.follow_up]
-    if not pending:
-        return []
-    stubs = [Change(kind, key, key, None, True, None, "") for kind, key in pending]
-    notes = backend.after_apply(stubs)  # FollowUpError: stays pending
-    journal.follow_up_done(pending)
+    notes = []
+    if pending:
+        faults.step("follow-up")  # after the journal's last save: the kill tests stop here too
+        stubs = [Change(kind, key, key, None, True, None, "") for kind, key in pending]
+        notes = backend.after_apply(stubs)  # FollowUpError: stays pending
+        journal.follow_up_done(pending)
+    journal.rollback_finished()  # nothing of a killed rollback is left for a rerun to finish
     return notes
 
 

@@ -43,10 +43,13 @@ def libcrypto_identity(layout: Layout, env: Mapping[str, str]) -> List:
     return found
 
 
-def cache_key(layout: Layout, env: Mapping[str, str], module_mac: str) -> str:
+def cache_key(layout: Layout, env: Mapping[str, str], module_mac: str,
+              config_files: Optional[List] = None) -> str:
     h = hashlib.sha256()
     parts = {
         "module_mac": module_mac,
+        # every file OpenSSL reads for openssl.cnf (includes followed; a missing one as None)
+        "config_files": config_files,
         "openssl.cnf": fsutil.digest(fsutil.read(layout.host(layout.openssl_cnf))),
         "fipsmodule.cnf": fsutil.digest(fsutil.read(layout.host(layout.fipsmodule_cnf))),
         "openssl": identity(layout.host(layout.openssl)),
@@ -64,7 +67,8 @@ def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verif
     if not verdict_ok(checks):
         return checks
     mac = next(c for c in checks if c.name == "module-mac").details["mac"]
-    key = cache_key(layout, env, mac)
+    files = next(c for c in checks if c.name == "openssl.cnf").details["files"]
+    key = cache_key(layout, env, mac, files)
     cache = journal.folder / CACHE_NAME
     try:
         cached = fsutil.read(cache)

@@ -1,0 +1,260 @@
+"""Hardening (issue 11, issue 17 items 1 and 8): root is never steered by what another account
+controls, and verify/run judge everything OpenSSL reads. Each test replays an attack or an
+unlucky operator's step on the real test bed, with a real second account where one is
+involved."""
+# ruff: noqa: F811  (login_account: a fixture imported from test_robustness)
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import fipsboot
+from test_robustness import login_account  # noqa: F401
+
+
+def _journal(state_dir: Path) -> Path:
+    (journal,) = state_dir.glob("*/journal.json")
+    return journal
+
+
+# --- 1. file operations act on what they checked ------------------------------------------
+
+def test_restore_never_chmods_through_a_link_the_account_planted(installation30, login_account,
+                                                                 tmp_path):
+    """The account owning ~/.profile makes it a link to a root-owned file whose bytes equal
+    the backup, with the mode it wants restored (0777): neither rollback nor rollback --force
+    may touch that file."""
+    inst = installation30
+    home = Path(login_account.pw_dir)
+    secret = tmp_path / "root-only"
+    secret.write_text("PATH=/usr/bin\n")
+    secret.chmod(0o600)
+    dotprofile = home / ".profile"
+    dotprofile.write_text("PATH=/usr/bin\n")
+    os.chown(dotprofile, login_account.pw_uid, login_account.pw_gid)
+    dotprofile.chmod(0o777)
+    profile = inst.write_profile(targets=[f"profile:{login_account.pw_name}"])
+    fipsboot("install", "--profile", str(profile), check=0)
+    dotprofile.unlink()  # what the account can do in its own home
+    dotprofile.symlink_to(secret)
+    os.lchown(dotprofile, login_account.pw_uid, login_account.pw_gid)
+    for extra in ([], ["--force"]):
+        r = fipsboot("rollback", "--profile", str(profile), *extra)
+        assert r.returncode == 1, r.stderr
+        assert "symbolic link" in r.stderr and "Traceback" not in r.stderr
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+        assert secret.read_text() == "PATH=/usr/bin\n"
+
+
+def test_a_fifo_target_is_refused_not_waited_on(installation30):
+    inst = installation30
+    os.mkfifo(inst.envfile)
+    profile = inst.write_profile()
+    r = fipsboot("install", "--profile", str(profile), timeout=60)
+    assert r.returncode == 1 and "FIFO" in r.stderr, r.stderr
+    r = fipsboot("verify", "--profile", str(profile), "--fast", timeout=60)
+    assert r.returncode == 1 and "FIFO" in r.stdout + r.stderr
+
+
+def test_a_killed_write_leaves_no_temp_file_and_rollback_removes_its_folder(installation30):
+    """Item 11: a kill inside the atomic write of the drop-in leaves `.50-fipsboot.conf.*`;
+    the next command sweeps it, so the folder fipsboot created can go again."""
+    inst = installation30
+    profile = inst.write_profile(targets=["systemd:gctilca"])
+    for step in range(1, 40):
+        # kill inside the write: the temp file exists, the rename hasn't happened
+        r = fipsboot("install", "--profile", str(profile),
+                     env={"FIPSBOOT_TEST_KILL_AT": str(step), "FIPSBOOT_TEST_KILL_IN_WRITE": "1"})
+        if r.returncode != -9:
+            break
+        fipsboot("rollback", "--profile", str(profile))
+        assert not list(inst.systemd_dir.rglob("*.fipsboot-tmp"))
+        assert not (inst.systemd_dir / "gctilca.service.d").exists()
+    assert step > 1
+
+
+# --- 3. the state folder --------------------------------------------------------------------
+
+def _umask0(*args):
+    return subprocess.run(["sh", "-c", 'umask 000; exec "$@"', "sh", sys.executable, "-m",
+                           "fipsboot", *args], capture_output=True, text=True)
+
+
+def test_state_folder_has_fixed_modes_whatever_the_umask(installation30, state_dir):
+    inst = installation30
+    inst.envfile.write_text("A=1\n")
+    profile = inst.write_profile()
+    r = _umask0("install", "--profile", str(profile))
+    assert r.returncode == 0, r.stderr
+    folder = _journal(state_dir).parent
+
+    def mode(p):
+        return stat.S_IMODE(p.stat().st_mode)
+    assert mode(state_dir) == 0o755 and mode(folder) == 0o755
+    assert mode(folder / "journal.json") == 0o644 and mode(folder / "lock") == 0o600
+    assert mode(folder / "backups") == 0o700
+    backups = [p for p in (folder / "backups").rglob("*")]
+    assert backups and all(mode(p) == (0o700 if p.is_dir() else 0o600) for p in backups)
+
+
+def test_a_state_folder_others_can_change_is_refused(installation30, state_dir, login_account):
+    inst = installation30
+    profile = inst.write_profile()
+    fipsboot("install", "--profile", str(profile), check=0)
+    folder = _journal(state_dir).parent
+    folder.chmod(0o777)
+    for command in ("install", "verify", "reset", "rollback"):
+        r = fipsboot(command, "--profile", str(profile))
+        assert r.returncode == 1 and "writable by group or others" in r.stderr, (command, r.stderr)
+    r = fipsboot("run", "--profile", str(profile), "--", "true")
+    assert r.returncode == 78 and "writable by group or others" in r.stderr
+    folder.chmod(0o755)
+    os.chown(_journal(state_dir), login_account.pw_uid, login_account.pw_gid)
+    r = fipsboot("reset", "--profile", str(profile))
+    assert r.returncode == 1 and "belongs to uid" in r.stderr
+    os.chown(_journal(state_dir), 0, 0)
+    fipsboot("reset", "--profile", str(profile), check=0)
+
+
+def test_a_planted_lock_link_is_not_followed(installation30, state_dir, tmp_path):
+    inst = installation30
+    profile = inst.write_profile()
+    fipsboot("install", "--profile", str(profile), check=0)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    lock = _journal(state_dir).parent / "lock"
+    lock.unlink()
+    lock.symlink_to(victim)
+    r = fipsboot("reset", "--profile", str(profile))
+    assert r.returncode == 1 and "symbolic link" in r.stderr
+    assert victim.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("entry, why", [
+    ({"kind": "file", "key": "/bin/sh-copy", "backup": "../../../../bin/sh", "mode": 0o755},
+     "backup"),
+    ({"kind": "file", "key": "/tmp/x", "backup": None, "mode": 0o4755}, "set-id"),
+    ({"kind": "file", "key": "relative/x", "backup": None, "mode": None}, "absolute"),
+    ({"kind": "../x", "key": "k"}, "entry"),
+])
+def test_every_journal_entry_is_validated_before_use(installation30, state_dir, entry, why):
+    inst = installation30
+    profile = inst.write_profile()
+    fipsboot("install", "--profile", str(profile), check=0)
+    journal = _journal(state_dir)
+    data = json.loads(journal.read_text())
+    data["checkpoints"].append({"id": 9, "command": "install", "status": "pending",
+                                "entries": [entry], "before": {}})
+    journal.write_text(json.dumps(data))
+    r = fipsboot("install", "--profile", str(profile))
+    assert r.returncode == 1 and "damaged" in r.stderr and why in r.stderr, r.stderr
+    assert not Path("/bin/sh-copy").exists()
+
+
+def test_a_planted_mode_is_refused(installation30, state_dir):
+    inst = installation30
+    profile = inst.write_profile()
+    fipsboot("install", "--profile", str(profile), check=0)
+    journal = _journal(state_dir)
+    data = json.loads(journal.read_text())
+    data["mode"] = "nonfips"
+    journal.write_text(json.dumps(data))
+    r = fipsboot("run", "--profile", str(profile), "--", "true")
+    assert r.returncode == 78 and "damaged" in r.stderr
+
+
+# --- 4, 5, 6 and issue 17 item 1: everything OpenSSL reads ------------------------------
+
+DEFAULT_BESIDE = """
+[provider_sect]
+default = default_sect
+[default_sect]
+activate = 1
+[algorithm_sect]
+default_properties = -fips
+"""
+
+
+def test_run_cache_covers_every_included_file(installation30):
+    inst = installation30
+    profile = inst.write_profile()
+    fipsboot("install", "--profile", str(profile), check=0)
+    extra = inst.config_dir / "extra.cnf"
+    extra.write_text("")
+    cnf = inst.config_dir / "openssl.cnf"
+    cnf.write_text(cnf.read_text() + f"\n.include {extra}\n")
+    fipsboot("run", "--profile", str(profile), "--", "true", check=0)  # cached pass
+    extra.write_text(DEFAULT_BESIDE)
+    r = fipsboot("run", "--profile", str(profile), "--", "true")
+    assert r.returncode == 78, r.stderr
+
+
+def test_a_module_key_loading_another_fips_so_fails_verify_and_run(installation30, tmp_path):
+    """A second fips.so (here a byte-identical copy, so OpenSSL loads it happily) named by a
+    `module` key in openssl.cnf: not this installation's module."""
+    inst = installation30
+    profile = inst.write_profile()
+    fipsboot("install", "--profile", str(profile), check=0)
+    fipsboot("run", "--profile", str(profile), "--", "true", check=0)  # cached pass
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy2(inst.module, elsewhere / "fips.so")
+    cnf = inst.config_dir / "openssl.cnf"
+    cnf.write_text(cnf.read_text() + f"\n[fips_sect]\nmodule = {elsewhere / 'fips.so'}\n")
+    r = fipsboot("verify", "--profile", str(profile), "--json")
+    assert r.returncode == 1
+    bad = {c["name"]: c for c in json.loads(r.stdout)["checks"] if not c["ok"]}
+    assert "module" in bad["openssl.cnf"]["reason"]
+    r = fipsboot("run", "--profile", str(profile), "--", "true")
+    assert r.returncode == 78 and "module" in r.stderr
+
+
+def test_only_fips_and_base_in_the_section_openssl_conf_names(installation30):
+    """`openssl_conf` names another section that also activates `legacy`: verify judges that
+    section (not [openssl_init]) and fails."""
+    inst = installation30
+    profile = inst.write_profile()
+    fipsboot("install", "--profile", str(profile), check=0)
+    cnf = inst.config_dir / "openssl.cnf"
+    text = cnf.read_text().replace("openssl_conf = openssl_init", "openssl_conf = other_init")
+    text += ("\n[other_init]\nproviders = other_prov\nalg_section = algorithm_sect\n"
+             "[other_prov]\nfips = fips_sect\nbase = base_sect\nlegacy = legacy_sect\n"
+             "[legacy_sect]\nactivate = 1\n")
+    cnf.write_text(text)
+    r = fipsboot("verify", "--profile", str(profile), "--fast", "--json")
+    assert r.returncode == 1
+    bad = {c["name"]: c for c in json.loads(r.stdout)["checks"] if not c["ok"]}
+    assert "legacy" in bad["openssl.cnf"]["reason"]
+
+
+# --- 9. a rerun finishes only the interrupted rollback -----------------------------------
+
+def test_kill_9_at_every_step_of_rollback_then_rollback_again_undoes_one_checkpoint(
+        installation30, state_dir):
+    """install → reset → rollback killed at step N (including after its last journal save,
+    during the follow-up) → rollback again: FIPS mode with the install's checkpoint, never
+    one undo more."""
+    inst = installation30
+    profile = inst.write_profile(targets=[f"envfile:{inst.envfile}", "systemd:gctilca"])
+    fipsboot("install", "--profile", str(profile), check=0)
+    killed = 0
+    for step in range(1, 60):
+        fipsboot("reset", "--profile", str(profile), check=0)
+        r = fipsboot("rollback", "--profile", str(profile),
+                     env={"FIPSBOOT_TEST_KILL_AT": str(step)})
+        if r.returncode != -9:
+            assert r.returncode == 0, r.stderr
+            break
+        killed += 1
+        fipsboot("rollback", "--profile", str(profile), check=0)
+        data = json.loads(_journal(state_dir).read_text())
+        assert data["mode"] == "fips", step
+        assert [c["command"] for c in data["checkpoints"]] == ["install"], step
+        assert "OPENSSL_CONF" in inst.envfile.read_text()
+    assert killed >= 3
