@@ -214,11 +214,12 @@ def remove(path: Path) -> None:
         fsync_dir(path.parent)
 
 
-def sweep_temp_files(path: Path) -> None:
-    """Remove the temp files an atomic write of `path` left behind when it was killed."""
-    prefix = f".{path.name}."
+def sweep_temp_files(path: Path, folder: bool = False) -> None:
+    """Remove the temp files an atomic write of `path` left behind when it was killed (with
+    `folder`: every fipsboot temp file in the folder `path`, which fipsboot created)."""
+    prefix = "." if folder else f".{path.name}."
     with contextlib.suppress(FileNotFoundError, NotADirectoryError, PermissionError):
-        for entry in os.scandir(path.parent):
+        for entry in os.scandir(path if folder else path.parent):
             if entry.name.startswith(prefix) and entry.name.endswith(TMP_SUFFIX):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)

@@ -338,8 +338,8 @@ class Journal:
         touched; an entry that can't be restored doesn't stop the others. If any failed, the
         checkpoint stays (the next command retries it) and the failures are raised together."""
         for entry in cp["entries"]:  # temp files of writes a kill interrupted
-            if entry["kind"] == "file":
-                fsutil.sweep_temp_files(Path(entry["key"]))
+            if entry["kind"] in ("file", "dir"):
+                fsutil.sweep_temp_files(Path(entry["key"]), folder=entry["kind"] == "dir")
         failures = []
         for entry in reversed(cp["entries"]):
             try:

@@ -126,7 +126,7 @@ def follow_up(journal: Journal, backend: Backend) -> List[str]:
     pending = [list(item) for item in journal.follow_up]
     notes = []
     if pending:
-        faults.step("follow-up")  # after the journal's last save: the kill tests stop here too
+        faults.kill_point("follow-up")  # after the journal's last save: the kill tests stop here too
         stubs = [Change(kind, key, key, None, True, None, "") for kind, key in pending]
         notes = backend.after_apply(stubs)  # FollowUpError: stays pending
         journal.follow_up_done(pending)
