@@ -69,5 +69,9 @@ def with_values(base: Mapping[str, str], changes: Mapping[str, Optional[str]]) -
 
 def launch_env(base: Mapping[str, str], layout: Layout, mode: str,
                previously_written: Iterable[str] = ()) -> Dict[str, str]:
-    """The caller's environment with exactly the mode's variables set or removed."""
-    return with_values(base, values(layout, mode, base, previously_written))
+    """The caller's environment with exactly the mode's variables set or removed. An inherited
+    OPENSSL_CONF_INCLUDE goes too: it redirects relative includes, and fipsboot's config has
+    none (verify refuses them), while in non-FIPS mode it could pull a config in."""
+    env = with_values(base, values(layout, mode, base, previously_written))
+    env.pop("OPENSSL_CONF_INCLUDE", None)
+    return env

@@ -96,8 +96,12 @@ def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verif
     return checks + live
 
 
-def log_refusal(message: str) -> None:
-    """To stderr and, where there is one, the system log (so LCA/systemd show the reason)."""
+def log_refusal(message: str, as_json: bool = False, code: int = EXIT_REFUSED,
+                fix: Optional[str] = None) -> None:
+    """To stderr and, where there is one, the system log (so LCA/systemd show the reason);
+    with --json also as `{"error","fix","exit_code"}` on stdout."""
+    if as_json:
+        print(json.dumps({"error": message, "fix": fix, "exit_code": code}, indent=1))
     print(message, file=sys.stderr)
     try:
         import syslog
@@ -127,7 +131,8 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
     except UsageError:
         raise  # no journal, no server command: exit 2, as documented
     except Exception as e:  # a damaged journal and the like: fail closed, and say so
-        log_refusal(f"fipsboot: not starting {argv[0] if argv else 'the server'}: {e}")
+        log_refusal(f"fipsboot: not starting {argv[0] if argv else 'the server'}: {e}", as_json,
+                    fix=getattr(e, "fix", None))
         return EXIT_REFUSED
     layout, env, mode = job["layout"], job["env"], job["mode"]
     if dry_run:
@@ -145,18 +150,19 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
             checks = verdict(layout, env, job["journal"])
         except Exception as e:  # fail closed: whatever went wrong, the server does not start
             log_refusal(f"fipsboot: not starting {argv[0]}: verification could not complete: "
-                        f"{type(e).__name__}: {e}")
+                        f"{type(e).__name__}: {e}", as_json)
             return EXIT_REFUSED
         bad = [c for c in checks if c.fails()]
         if bad:
             first = bad[0]
             log_refusal(f"fipsboot: not starting {argv[0]}: FIPS check '{first.name}' failed: "
-                        f"{first.reason}" + (f"\nfix: {first.fix}" if first.fix else ""))
+                        f"{first.reason}" + (f"\nfix: {first.fix}" if first.fix else ""),
+                        as_json, fix=first.fix)
             return EXIT_REFUSED
     from .platforms import backend_for
 
     try:
         return backend_for(profile).launch(argv, env)
     except FipsbootError as e:
-        log_refusal(f"fipsboot: {e}")
+        log_refusal(f"fipsboot: {e}", as_json, 127, e.fix)
         return 127

@@ -261,3 +261,99 @@ def test_kill_9_at_every_step_of_rollback_then_rollback_again_undoes_one_checkpo
         assert [c["command"] for c in data["checkpoints"]] == ["install"], step
         assert "OPENSSL_CONF" in inst.envfile.read_text()
     assert killed >= 3
+
+
+# --- 17. the Ctrl-C test under an ignored SIGINT ----------------------------------------------
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_forwarding_test_passes_when_the_suite_ignores_sigint():
+    """A suite started as a background job or under nohup inherits SIGINT ignored."""
+    import signal
+
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         str(root / "tests" / "test_windows_backend.py"), "-k", "forwards_ctrl_c"],
+        capture_output=True, text=True, cwd=root, timeout=120,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout[-2000:]
+
+
+# --- 12 to 16: inputs ------------------------------------------------------------------------
+
+def test_a_wrong_fips_key_is_refused_at_install_naming_fips_key(installation30):
+    inst = installation30
+    profile = inst.write_profile(f'fips-key = "{"00" * 32}"')
+    r = fipsboot("install", "--profile", str(profile))
+    assert r.returncode == 1 and "fips-key" in r.stderr, r.stderr
+    assert not (inst.config_dir / "openssl.cnf").exists()
+
+
+@pytest.mark.parametrize("extra, key", [
+    ('lib-dirs = ["lib64", "/usr/lib:/tmp"]', "lib-dirs"),
+    ('fips-module = "/opt/a:b/fips.so"', "fips-module"),
+    ('fipsinstall-options = ["-out=/etc/evil"]', "fipsinstall-options"),
+    ('fipsinstall-options = ["--out", "/etc/evil"]', "fipsinstall-options"),
+    ('fipsinstall-options = ["-macopt", "hexkey:00"]', "fipsinstall-options"),
+    ('fipsinstall-options = ["-corrupt_desc", "SHA2"]', "fipsinstall-options"),
+])
+def test_inputs_that_would_escape_are_profile_errors(installation30, state_dir, extra, key):
+    inst = installation30
+    profile = inst.write_profile(extra)
+    r = fipsboot("install", "--profile", str(profile), check=2)
+    assert key in r.stderr
+    assert not state_dir.exists() and not (inst.config_dir / "fipsmodule.cnf").exists()
+
+
+def test_a_colon_in_install_dir_is_a_profile_error(tmp_path, state_dir):
+    profile = tmp_path / "p.toml"
+    profile.write_text('[server]\ninstall-dir = "/opt/ors:/usr/lib"\n')
+    r = fipsboot("install", "--profile", str(profile), check=2)
+    assert "install-dir" in r.stderr and "LD_LIBRARY_PATH" in r.stderr
+
+
+@pytest.mark.parametrize("target", ["systemd:a/b", "systemd:../x", "profile:nosuchuser-fb"])
+def test_bad_targets_are_profile_errors_before_anything_runs(installation30, state_dir, target):
+    inst = installation30
+    profile = inst.write_profile(targets=[target])
+    r = fipsboot("install", "--profile", str(profile), check=2)
+    assert "targets" in r.stderr and target.split(":")[1] in r.stderr
+    assert not (inst.config_dir / "fipsmodule.cnf").exists() and not state_dir.exists()
+
+
+def test_a_backtick_in_the_config_folder_is_escaped(installation30, tmp_path):
+    """OpenSSL's parser reads ` as a quote (issue 11 item 15, issue 17 item 8)."""
+    inst = installation30
+    odd = inst.root / "GCTI" / "CFG `x` 1"
+    odd.mkdir()
+    profile = inst.write_profile().read_text().replace(str(inst.config_dir), str(odd))
+    path = tmp_path / "tick.toml"
+    path.write_text(profile)
+    fipsboot("install", "--profile", str(path), check=0)
+    assert "\\`x\\`" in (odd / "openssl.cnf").read_text()
+    fipsboot("verify", "--profile", str(path), check=0)
+    fipsboot("run", "--profile", str(path), "--", "true", check=0)
+
+
+def test_run_json_errors_are_json(installation30):
+    inst = installation30
+    profile = inst.write_profile()
+    r = fipsboot("run", "--profile", str(profile), "--json", "--", "true")
+    assert r.returncode == 2
+    out = json.loads(r.stdout)
+    assert set(out) == {"error", "fix", "exit_code"} and out["exit_code"] == 2
+    fipsboot("install", "--profile", str(profile), check=0)
+    (inst.config_dir / "fipsmodule.cnf").write_text("broken\n")
+    r = fipsboot("run", "--profile", str(profile), "--json", "--", "true")
+    assert r.returncode == 78 and json.loads(r.stdout)["exit_code"] == 78
+
+
+def test_nonfips_run_strips_an_inherited_openssl_conf_include(installation30):
+    inst = installation30
+    profile = inst.write_profile()
+    fipsboot("install", "--profile", str(profile), check=0)
+    fipsboot("reset", "--profile", str(profile), check=0)
+    r = fipsboot("run", "--profile", str(profile), "--", "sh", "-c",
+                 'printf "%s" "${OPENSSL_CONF_INCLUDE-unset}"',
+                 env={"OPENSSL_CONF_INCLUDE": "/tmp/evil"}, check=0)
+    assert r.stdout == "unset"
