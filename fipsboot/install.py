@@ -33,11 +33,14 @@ def preflight(layout: Layout) -> Dict[str, str]:
     if not config.is_dir():
         raise FipsbootError(f"config folder {config} does not exist (or is not a folder)",
                             f"create it, not writable by group or others: mkdir -m 755 '{config}'")
-    loose = [why for why in (fsutil.loose_permissions(p) for p in
-                             (module.parent, openssl, config)) if why]
+    from .trust import trust_problems
+
+    loose = trust_problems(layout)
     if loose:
         raise FipsbootError("; ".join(loose) + ": whoever can write there chooses the code "
-                            "loaded into the server", "chmod go-w on each path named")
+                            "root runs and the server loads. Nothing was changed.",
+                            "chown root and chmod go-w each path named (folders on the way: "
+                            "chmod o-w)")
     if not os.access(config, os.W_OK):
         raise FipsbootError(f"config folder {config} is not writable by this user")
     openssl_runner = OpenSSL(layout)

@@ -47,12 +47,15 @@ def permission_problems(layout: Layout) -> List[str]:
 
 
 def check_permissions(layout: Layout) -> Check:
-    problems = permission_problems(layout)
+    from .trust import trust_problems
+
+    problems = list(dict.fromkeys(permission_problems(layout) + trust_problems(layout)))
     if problems:
         return failed("permissions", "; ".join(problems) + ": whoever can write there chooses "
                       "the code and configuration loaded into the server",
-                      "chmod go-w on each path named")
-    return passed("permissions", "no file or folder is writable by group or others")
+                      "chown root and chmod go-w each path named (folders on the way: chmod o-w)")
+    return passed("permissions", "no file or folder is writable by group or others or owned "
+                  "by another account")
 
 
 def read_fipsmodule(layout: Layout) -> fipsmodule.FipsModuleCnf:

@@ -357,3 +357,55 @@ def test_nonfips_run_strips_an_inherited_openssl_conf_include(installation30):
                  'printf "%s" "${OPENSSL_CONF_INCLUDE-unset}"',
                  env={"OPENSSL_CONF_INCLUDE": "/tmp/evil"}, check=0)
     assert r.stdout == "unset"
+
+
+# --- 2. ownership -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("what", ["lib64", "tools/openssl", "fips", "config"])
+def test_code_owned_by_another_account_is_refused(installation30, login_account, state_dir, what):
+    inst = installation30
+    profile = inst.write_profile()
+    path = inst.config_dir if what == "config" else inst.install_dir / what
+    os.chown(path, login_account.pw_uid, login_account.pw_gid)
+    r = fipsboot("install", "--profile", str(profile))
+    assert r.returncode == 1 and f"belongs to {login_account.pw_name}" in r.stderr, r.stderr
+    assert not list(state_dir.glob("*/journal.json"))  # nothing changed
+    assert not (inst.config_dir / "fipsmodule.cnf").exists()
+    os.chown(path, 0, 0)
+    fipsboot("install", "--profile", str(profile), check=0)
+    os.chown(path, login_account.pw_uid, login_account.pw_gid)
+    r = fipsboot("verify", "--profile", str(profile), "--fast", "--json")
+    bad = {c["name"]: c for c in json.loads(r.stdout)["checks"] if not c["ok"]}
+    assert r.returncode == 1 and "belongs to" in bad["permissions"]["reason"]
+
+
+def test_a_folder_on_the_way_writable_by_others_is_refused(installation30, state_dir):
+    inst = installation30
+    profile = inst.write_profile()
+    (inst.root / "GCTI").chmod(0o777)
+    r = fipsboot("install", "--profile", str(profile))
+    assert r.returncode == 1 and "folder on the way" in r.stderr
+    (inst.root / "GCTI").chmod(0o1777)  # sticky: nobody can replace what root put there
+    fipsboot("install", "--profile", str(profile), check=0)
+
+
+# --- 10. an undo goes on past what needs no restoring ------------------------------------------
+
+def test_a_failed_purge_is_undone_completely_on_a_read_only_config_folder(installation30, state_dir):
+    inst = installation30
+    profile = inst.write_profile()
+    fipsboot("install", "--profile", str(profile), check=0)
+    before = inst.envfile.read_bytes()
+    folder = str(inst.config_dir)
+    if subprocess.run(["mount", "--bind", folder, folder]).returncode != 0:
+        pytest.skip("needs mount --bind (root with CAP_SYS_ADMIN)")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", folder], check=True)
+        r = fipsboot("reset", "--profile", str(profile), "--purge")
+        assert r.returncode == 1 and "Read-only" in r.stderr, r.stderr
+    finally:
+        subprocess.run(["umount", folder], check=True)
+    assert inst.envfile.read_bytes() == before  # back in FIPS form
+    data = json.loads(_journal(state_dir).read_text())
+    assert data["mode"] == "fips" and [c["status"] for c in data["checkpoints"]] == ["done"]
+    fipsboot("verify", "--profile", str(profile), check=0)
