@@ -172,7 +172,9 @@ def check_targets(layout: Layout, targets: Iterable, mode: str, managed: Mapping
                   previously_written: Iterable[str] = ()) -> Check:
     drift: List[str] = []
     for target in targets:
-        current = target.read()
+        # What the service or shell really ends up with: every drop-in, every line.
+        current = target.effective()
+        drift += target.effective_problems()
         want = environ.values(layout, mode, current, previously_written)
         for key, value in want.items():
             if current.get(key) != value:
@@ -317,7 +319,7 @@ def verify(layout: Layout, targets: List, mode: str, managed: Mapping[str, str],
     checks += live_checks(openssl, env)
     # A target that drifted hands the server another environment: prove what it gives.
     for target in targets:
-        current = target.read()
+        current = target.effective()
         want = environ.values(layout, mode, current, previously_written)
         if any(current.get(k) != v for k, v in want.items()):
             target_env = environ.with_values(env, {key: current.get(key) for key in want})

@@ -409,3 +409,59 @@ def test_a_failed_purge_is_undone_completely_on_a_read_only_config_folder(instal
     data = json.loads(_journal(state_dir).read_text())
     assert data["mode"] == "fips" and [c["status"] for c in data["checkpoints"]] == ["done"]
     fipsboot("verify", "--profile", str(profile), check=0)
+
+
+# --- 7, 8. targets judged by what the service or shell ends up with; `export` kept ---------
+
+def _targets_check(profile):
+    r = fipsboot("verify", "--profile", str(profile), "--fast", "--json")
+    return r.returncode, next(c for c in json.loads(r.stdout)["checks"] if c["name"] == "targets")
+
+
+def test_an_override_drop_in_read_after_fipsboots_is_judged(installation30):
+    """`systemctl edit` writes override.conf, read after 50-fipsboot.conf."""
+    inst = installation30
+    profile = inst.write_profile(targets=["systemd:gctilca"])
+    fipsboot("install", "--profile", str(profile), check=0)
+    assert _targets_check(profile)[0] == 0
+    override = inst.dropin.parent / "override.conf"
+    override.write_text("[Service]\nEnvironment=LD_LIBRARY_PATH=/usr/lib\n")
+    code, check = _targets_check(profile)
+    assert code == 1 and "LD_LIBRARY_PATH" in check["reason"]
+    override.write_text("[Service]\nUnsetEnvironment=OPENSSL_CONF\n")
+    code, check = _targets_check(profile)
+    assert code == 1 and "OPENSSL_CONF" in check["reason"]
+    override.unlink()
+    early = inst.dropin.parent / "10-early.conf"  # read before fipsboot's: overridden by it
+    early.write_text("[Service]\nEnvironment=OPENSSL_CONF=/elsewhere.cnf\n")
+    assert _targets_check(profile)[0] == 0
+
+
+def test_a_later_unset_in_the_env_file_is_judged_and_install_takes_it_out(installation30):
+    inst = installation30
+    profile = inst.write_profile(targets=[f"envfile:{inst.envfile}"])
+    fipsboot("install", "--profile", str(profile), check=0)
+    with inst.envfile.open("a") as f:
+        f.write("unset OPENSSL_CONF TZ\n")
+    code, check = _targets_check(profile)
+    assert code == 1 and "OPENSSL_CONF" in check["reason"]
+    fipsboot("install", "--profile", str(profile), check=0)
+    assert "unset TZ\n" in inst.envfile.read_text()
+    assert _targets_check(profile)[0] == 0
+    with inst.envfile.open("a") as f:
+        f.write('eval "OPENSSL_CONF=/x"\n')
+    code, check = _targets_check(profile)
+    assert code == 1 and "can't judge" in check["reason"]
+
+
+def test_export_lines_keep_their_export(installation30):
+    inst = installation30
+    inst.envfile.write_text('export OPENSSL_CONF="/old.cnf"\nexport TZ=UTC\nLD_LIBRARY_PATH=/a\n')
+    profile = inst.write_profile(targets=[f"envfile:{inst.envfile}"])
+    fipsboot("install", "--profile", str(profile), check=0)
+    text = inst.envfile.read_text()
+    assert f'export OPENSSL_CONF="{inst.config_dir}/openssl.cnf"\n' in text
+    assert "export TZ=UTC\n" in text and "\nLD_LIBRARY_PATH=" in "\n" + text
+    out = subprocess.run(["sh", "-c", '. "$1"; sh -c \'printf %s "$OPENSSL_CONF"\'', "sh",
+                          str(inst.envfile)], capture_output=True, text=True, check=True).stdout
+    assert out == f"{inst.config_dir}/openssl.cnf"  # a child of the sourcing shell gets it
