@@ -194,6 +194,7 @@ class Journal:
         """One fipsboot at a time; the journal is re-read once the lock is held, so nothing
         another command saved meanwhile is overwritten."""
         with fsutil.exclusive_lock(self.folder / "lock", f"the installation ({self.folder.name})"):
+            fsutil.sweep_temp_files(self.folder, folder=True)  # a killed save's temp file
             self.data = self._load()
             yield
 
