@@ -465,3 +465,47 @@ def test_export_lines_keep_their_export(installation30):
     out = subprocess.run(["sh", "-c", '. "$1"; sh -c \'printf %s "$OPENSSL_CONF"\'', "sh",
                           str(inst.envfile)], capture_output=True, text=True, check=True).stdout
     assert out == f"{inst.config_dir}/openssl.cnf"  # a child of the sourcing shell gets it
+
+
+# --- issue 17 items 1 and 8 under Wine: the same proof and escaping on Windows -----------------
+
+@pytest.mark.wine
+def test_windows_openssl_cnf_loading_another_fips_dll_fails_verify_and_run(wine_install, tmp_path,
+                                                                            state_dir):
+    """A second [fips_sect] with `module = C:/other/fips.dll` (a copy: its module-mac matches)."""
+    profile = tmp_path / "windows.toml"
+    profile.write_text(WINDOWS_PROFILE)
+    fipsboot("install", "--profile", str(profile), check=0)
+    fipsboot("run", "--profile", str(profile), "--", "true", timeout=300, check=0)  # cached
+    other = Path(wine_install["gcti"]).parent / "other"
+    other.mkdir(exist_ok=True)
+    try:
+        shutil.copy2(Path(wine_install["gcti"]) / "ORS 8.1.401.11" / "fips" / "fips.dll", other)
+        cnf = Path(wine_install["gcti"]) / "ORS_FIPS_CFG" / "openssl.cnf"
+        cnf.write_text(cnf.read_text() + "\n[fips_sect]\nmodule = C:/other/fips.dll\n")
+        r = fipsboot("verify", "--profile", str(profile), "--fast", "--json")
+        bad = {c["name"]: c for c in json.loads(r.stdout)["checks"] if not c["ok"]}
+        assert r.returncode == 1 and "module" in bad["openssl.cnf"]["reason"]
+        r = fipsboot("run", "--profile", str(profile), "--", "true", timeout=300)
+        assert r.returncode == 78 and "module" in r.stderr
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
+
+
+@pytest.mark.wine
+def test_windows_backtick_in_the_config_folder_is_escaped(wine_install, tmp_path, state_dir):
+    cfg = Path(wine_install["gcti"]) / "CFG `x`"
+    cfg.mkdir()
+    profile = tmp_path / "windows.toml"
+    profile.write_text(WINDOWS_PROFILE.replace("ORS_FIPS_CFG", "CFG `x`"))
+    fipsboot("install", "--profile", str(profile), check=0)
+    assert ".include C:/GCTI/CFG \\`x\\`/fipsmodule.cnf" in (cfg / "openssl.cnf").read_text()
+    fipsboot("verify", "--profile", str(profile), check=0)
+
+
+WINDOWS_PROFILE = """[server]
+platform = "windows"
+launcher = ["wine"]
+install-dir = 'C:\\GCTI\\ORS 8.1.401.11'
+config-dir = 'C:\\GCTI\\ORS_FIPS_CFG'
+"""
