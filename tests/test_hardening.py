@@ -509,3 +509,30 @@ launcher = ["wine"]
 install-dir = 'C:\\GCTI\\ORS 8.1.401.11'
 config-dir = 'C:\\GCTI\\ORS_FIPS_CFG'
 """
+
+
+def test_rollback_killed_during_a_slow_daemon_reload_then_rerun_undoes_one_checkpoint(
+        installation30, state_dir, tmp_path):
+    """The kill lands after rollback's last journal save, while systemctl daemon-reload runs
+    (a stand-in systemctl kills its caller, as an operator's kill -9 would)."""
+    inst = installation30
+    runtime, bin_dir = tmp_path / "run-systemd", tmp_path / "bin"
+    runtime.mkdir()
+    bin_dir.mkdir()
+    armed = tmp_path / "armed"
+    (bin_dir / "systemctl").write_text(
+        f'#!/bin/sh\nif [ -e "{armed}" ]; then rm "{armed}"; kill -9 $PPID; sleep 5; fi\n')
+    (bin_dir / "systemctl").chmod(0o755)
+    env = {"FIPSBOOT_TEST_SYSTEMD_RUNTIME": str(runtime), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    profile = inst.write_profile(targets=[f"envfile:{inst.envfile}", "systemd:gctilca"])
+    fipsboot("install", "--profile", str(profile), env=env, check=0)
+    fipsboot("reset", "--profile", str(profile), env=env, check=0)
+    armed.write_text("")
+    r = fipsboot("rollback", "--profile", str(profile), env=env)
+    assert r.returncode == -9 and not armed.exists()
+    fipsboot("rollback", "--profile", str(profile), env=env, check=0)  # the documented recovery
+    data = json.loads(_journal(state_dir).read_text())
+    assert data["mode"] == "fips" and [c["command"] for c in data["checkpoints"]] == ["install"]
+    assert "OPENSSL_CONF" in inst.envfile.read_text()
+    fipsboot("rollback", "--profile", str(profile), env=env, check=0)  # a new rollback: install
+    assert not json.loads(_journal(state_dir).read_text())["checkpoints"]
