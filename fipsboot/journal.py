@@ -77,6 +77,7 @@ def installation_key(install_dir: str) -> str:
 class Journal:
     def __init__(self, folder: Path, stores: Optional[Dict[str, Store]] = None):
         self.folder = folder
+        self._rolled_back_here = False
         from .inifile import STORE, IniStore
 
         self.stores = {STORE: IniStore(), **(stores or {})}
@@ -265,7 +266,7 @@ class Journal:
         (`rollback_open`, saved with its first undo and cleared by `rollback_finished` once its
         follow-up ran), never one checkpoint more."""
         interrupted = self.data["rollback_open"]
-        if interrupted is not None:
+        if interrupted is not None and not self._rolled_back_here:
             undone = [self.recover()] if self.checkpoints and \
                 self.checkpoints[-1]["status"] != "done" else []
             while self.checkpoints and self.checkpoints[-1]["id"] >= interrupted["to"]:
@@ -292,6 +293,7 @@ class Journal:
             self._keep_copy(entry)
         undone = [recovered] if recovered is not None else []
         self.data["rollback_open"] = {"to": target}
+        self._rolled_back_here = True  # this process's own marker is no interrupted rollback
         while self.checkpoints and self.checkpoints[-1]["id"] >= target:
             cp = self.checkpoints[-1]
             cp["status"] = "rolling-back"

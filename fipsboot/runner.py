@@ -71,8 +71,8 @@ def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verif
     key = cache_key(layout, env, mac, files)
     cache = journal.folder / CACHE_NAME
     try:
-        cached = fsutil.read(cache)
-    except OSError:  # another account's cache: a miss
+        cached = fsutil.read_state_file(cache)  # no link followed; root's or this account's
+    except (OSError, FipsbootError):  # unreadable, or not to be trusted: a miss
         cached = None
     if cached is not None:
         try:

@@ -295,7 +295,8 @@ def test_a_wrong_fips_key_is_refused_at_install_naming_fips_key(installation30):
     ('fipsinstall-options = ["-out=/etc/evil"]', "fipsinstall-options"),
     ('fipsinstall-options = ["--out", "/etc/evil"]', "fipsinstall-options"),
     ('fipsinstall-options = ["-macopt", "hexkey:00"]', "fipsinstall-options"),
-    ('fipsinstall-options = ["-corrupt_desc", "SHA2"]', "fipsinstall-options"),
+    ('fipsinstall-options = ["-corrupt_desc", "-out", "/etc/evil"]', "fipsinstall-options"),
+    ('fipsinstall-options = ["-section_name", "x"]', "fipsinstall-options"),
 ])
 def test_inputs_that_would_escape_are_profile_errors(installation30, state_dir, extra, key):
     inst = installation30
