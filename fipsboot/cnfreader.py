@@ -41,6 +41,7 @@ class Config:
     files: List[Tuple[str, Optional[str]]] = field(default_factory=list)  # (path, digest|None)
     includes: List[str] = field(default_factory=list)  # as OpenSSL reads them
     problems: List[str] = field(default_factory=list)  # what can't be judged
+    windows: bool = False
 
     def section(self, name: Optional[str]) -> Dict[str, Value]:
         return self.sections.get(name or "", {}) if name else {}
@@ -50,10 +51,12 @@ class Config:
         return v.text if v is not None else None
 
 
-def read(path: Path, to_host: Callable[[str], Path] = Path) -> Config:
+def read(path: Path, to_host: Callable[[str], Path] = Path, windows: bool = False) -> Config:
     """The config at `path` (a host path) with its includes; `to_host` maps an include as
-    OpenSSL reads it (a native path) to the host path (Wine's drive links)."""
+    OpenSSL reads it (a native path) to the host path (Wine's drive links); `windows`: an
+    absolute include has a drive letter."""
     cnf = Config()
+    cnf.windows = windows
     _read_file(cnf, path, "default", to_host, 0)
     return cnf
 
@@ -114,7 +117,7 @@ def _include(cnf: Config, raw: str, where: Path, section: str, to_host, depth: i
         return section
     target = unescape(raw)
     cnf.includes.append(target)
-    if not (target.startswith("/") or re.match(r"^[A-Za-z]:/", target)):
+    if not (re.match(r"^[A-Za-z]:/", target) if cnf.windows else target.startswith("/")):
         cnf.problems.append(f"{where}: the .include {target} is relative: OpenSSL resolves it "
                             "against the current folder or OPENSSL_CONF_INCLUDE")
         return section

@@ -96,7 +96,7 @@ def read_openssl_cnf(layout: Layout):
     """openssl.cnf with every file OpenSSL reads for it (cnfreader)."""
     from . import cnfreader
 
-    return cnfreader.read(layout.host(layout.openssl_cnf), layout.host)
+    return cnfreader.read(layout.host(layout.openssl_cnf), layout.host, layout.windows)
 
 
 def check_openssl_cnf(layout: Layout) -> Check:
