@@ -23,7 +23,7 @@ from fipsboot import providers
 
 FAST_CHECKS = ["files", "permissions", "fipsmodule.cnf", "module-mac", "openssl.cnf", "targets"]
 ALL_CHECKS = FAST_CHECKS + ["providers", "negative-probe"]
-CHECK_KEYS = {"name", "ok", "reason", "fix", "details"}
+CHECK_KEYS = {"name", "ok", "reason", "fix", "details", "severity"}
 
 
 # --- helpers ----------------------------------------------------------------------------
