@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,13 @@ def main() -> int:
     rng = random.Random(args.seed)
     testbed = json.loads((testbed_dir() / "testbed.json").read_text())
     work = Path(tempfile.mkdtemp(prefix="fipsboot-kill-loop-"))
+    try:
+        return loop(args, rng, testbed, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def loop(args, rng, testbed, work: Path) -> int:
     root = work / "server root"
     root.mkdir()
     inst = lay_out(Path(testbed[f"linux-{args.version}"]["dir"]), root, args.version)
