@@ -51,6 +51,10 @@ def lean_run(args: List[str]) -> int:
     try:
         return run_server(profile_path, server, dry_run, as_json)
     except FipsbootError as e:
+        if as_json:  # errors in JSON too, like every command (and on stderr for the log)
+            import json
+
+            print(json.dumps({"error": str(e), "fix": e.fix, "exit_code": e.exit_code}, indent=1))
         print(f"fipsboot: error: {e}", file=sys.stderr)
         if e.fix:
             print(f"fix: {e.fix}", file=sys.stderr)

@@ -71,11 +71,15 @@ def launch_env(base: Mapping[str, str], layout: Layout, mode: str,
                previously_written: Iterable[str] = ()) -> Dict[str, str]:
     """The caller's environment with exactly the mode's variables set or removed (on
     Windows, where names ignore case, every spelling of them: an inherited `Openssl_Conf`
-    would otherwise reach the server)."""
+    would otherwise reach the server). An inherited OPENSSL_CONF_INCLUDE goes too: it
+    redirects relative includes, and fipsboot's config has none (verify refuses them), while
+    in non-FIPS mode it could pull a config in."""
     changes = values(layout, mode, base, previously_written)
     if layout.windows:
-        base = without_any_spelling(base, changes)
-    return with_values(base, changes)
+        base = without_any_spelling(base, [*changes, "OPENSSL_CONF_INCLUDE"])
+    env = with_values(base, changes)
+    env.pop("OPENSSL_CONF_INCLUDE", None)
+    return env
 
 
 def without_any_spelling(base: Mapping[str, str], names: Iterable[str]) -> Dict[str, str]:

@@ -23,3 +23,12 @@ def step(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get("FIPSBOOT_TEST_FAIL_AT") == str(_count):
         raise InjectedFailure(f"injected failure at step {_count} ({name})")
+
+
+def kill_point(name: str) -> None:
+    """A step where only a kill is meaningful (after the journal's last save: nothing is left
+    to undo, so an injected failure there would test nothing)."""
+    global _count
+    _count += 1
+    if os.environ.get("FIPSBOOT_TEST_KILL_AT") == str(_count):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -19,6 +19,7 @@ from .journal import Journal
 from .layout import Layout, resolve
 from .openssl import OpenSSL
 from .platforms import backend_for
+from .profile import DEFAULT_FIPS_KEY
 
 
 def preflight(layout: Layout) -> Dict[str, str]:
@@ -32,11 +33,14 @@ def preflight(layout: Layout) -> Dict[str, str]:
     if not config.is_dir():
         raise FipsbootError(f"config folder {config} does not exist (or is not a folder)",
                             f"create it, not writable by group or others: mkdir -m 755 '{config}'")
-    loose = [why for why in (fsutil.loose_permissions(p) for p in
-                             (module.parent, openssl, config)) if why]
+    from .trust import trust_problems
+
+    loose = trust_problems(layout)
     if loose:
         raise FipsbootError("; ".join(loose) + ": whoever can write there chooses the code "
-                            "loaded into the server", "chmod go-w on each path named")
+                            "root runs and the server loads. Nothing was changed.",
+                            "chown root and chmod go-w each path named (folders on the way: "
+                            "chmod o-w)")
     if not os.access(config, os.W_OK):
         raise FipsbootError(f"config folder {config} is not writable by this user")
     openssl_runner = OpenSSL(layout)
@@ -101,16 +105,31 @@ def run_fipsinstall(layout: Layout, stage: Staging) -> tuple:
     (stage.host / "empty.cnf").write_text("")
     # An active FIPS config in the caller's environment must not load the provider first.
     env = openssl.env(staged_env(layout, stage.native("empty.cnf")))
+    # fips-key goes to fipsinstall too, so the MAC it writes is the one verify recomputes.
+    key = layout.profile.fips_key
+    key_options = [] if key == DEFAULT_FIPS_KEY else ["-macopt", f"hexkey:{key}"]
     report = openssl.fipsinstall(layout.module, stage.native("fipsmodule.cnf"),
-                                 layout.profile.fipsinstall_options, env)
+                                 [*layout.profile.fipsinstall_options, *key_options], env)
     if not report.passed or not (stage.host / "fipsmodule.cnf").exists():
         named = report.failed_tests
+        fix = ("the FIPS module is damaged or does not match this openssl; reinstall the "
+               "server's fips module")
+        if key_options:
+            fix = ("[server] fips-key is set: if the module was built with another HMAC key, its "
+                   "integrity test fails; set fips-key to that key (or remove it for OpenSSL's "
+                   "default). Otherwise " + fix)
         raise FipsbootError(
             "fipsinstall failed" + (": self-test " + "; ".join(named) if named else "")
-            + ". Nothing was changed.\n" + report.raw,
-            "the FIPS module is damaged or does not match this openssl; reinstall the server's "
-            "fips module")
-    return (stage.host / "fipsmodule.cnf").read_bytes(), report
+            + ". Nothing was changed.\n" + report.raw, fix)
+    data = (stage.host / "fipsmodule.cnf").read_bytes()
+    written = fipsmodule.parse(data.decode("utf-8")).module_mac or ""
+    if fipsmodule.normalise_mac(written) != fipsmodule.normalise_mac(
+            fipsmodule.module_mac(layout.host(layout.module), key)):
+        raise FipsbootError("fipsinstall wrote another module-mac than [server] fips-key gives: "
+                            "fipsboot could never verify this installation. Nothing was changed.",
+                            "set fips-key to the HMAC key the module was built with (or remove "
+                            "it for OpenSSL's default key)")
+    return data, report
 
 
 def prove(layout: Layout, env: Dict[str, str], when: str) -> List[verify.Check]:
@@ -118,8 +137,11 @@ def prove(layout: Layout, env: Dict[str, str], when: str) -> List[verify.Check]:
     checks = verify.live_checks(openssl, env)
     bad = [c for c in checks if c.fails()]
     if bad:
+        hint = ("" if layout.profile.fips_key == DEFAULT_FIPS_KEY else
+                " ([server] fips-key is set: a module built with another key refuses to load; "
+                "check fips-key)")
         raise FipsbootError(f"{when}: " + "; ".join(f"{c.name}: {c.reason}" for c in bad)
-                            + ". Nothing was changed.", fix=bad[0].fix)
+                            + hint + ". Nothing was changed.", fix=bad[0].fix)
     return checks
 
 

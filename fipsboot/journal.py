@@ -6,6 +6,13 @@ One folder per installation in the state folder (FIPSBOOT_STATE_DIR, else platfo
     backups/<id>/<n>    the bytes a file held before checkpoint <id> changed it
     lock                one fipsboot at a time per installation
 
+The state folder tells root which paths to restore, so it is trusted only as far as it is
+verified: folders are created with fixed modes whatever the umask (0755; backups/ and kept/
+0700, their files 0600), and every open checks that folders and files are real (no links),
+owned by root or this account and not writable by group or others (certbot's
+make_or_verify_dir). Every entry is validated (kinds, types, backups inside the state folder)
+before anything acts on it.
+
 A checkpoint is one command's changes. Its state is "pending" while it is applied, "done"
 after, "rolling-back" while it is undone. For each change the old state is saved and recorded
 *before* the change is made, so after a kill -9 at any point `recover()` can restore it: a
@@ -21,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Protocol, Tuple
@@ -29,6 +37,11 @@ from . import faults, fsutil
 from .errors import FipsbootError, HandEditError
 
 FORMAT = 1
+MODES = (None, "fips", "non-fips")
+STATUSES = ("pending", "done", "rolling-back")
+KIND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+BACKUP_RE = re.compile(r"^([0-9]{1,9})/([0-9]{1,9})$")
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 class Store(Protocol):
@@ -87,6 +100,7 @@ def _written_key(install_dir: str) -> str:
 class Journal:
     def __init__(self, folder: Path, stores: Optional[Dict[str, Store]] = None):
         self.folder = folder
+        self._rolled_back_here = False
         from .inifile import STORE, IniStore
 
         self.stores = {STORE: IniStore(), **(stores or {})}
@@ -105,7 +119,9 @@ class Journal:
 
     def _load(self) -> dict:
         try:
-            raw = fsutil.read(self.folder / "journal.json")
+            if os.path.lexists(self.folder):
+                fsutil.verify_dir(self.folder)
+            raw = fsutil.read_state_file(self.folder / "journal.json")
         except PermissionError:
             raise FipsbootError(f"cannot read the journal {self.folder / 'journal.json'}: "
                                 "permission denied",
@@ -122,12 +138,15 @@ class Journal:
             raise FipsbootError(f"journal {self.folder} is not in the format this fipsboot reads "
                                 f"({FORMAT})")
         data.setdefault("follow_up", [])
+        data.setdefault("rollback_open", None)
         shape = {"mode": (str, type(None)), "managed": dict, "extra": dict, "checkpoints": list,
                  "follow_up": list}
         bad = [k for k, t in shape.items() if not isinstance(data.get(k), t)]
         bad += [f"checkpoint {c!r:.40}" for c in data.get("checkpoints") or []
                 if not (isinstance(c, dict) and {"id", "command", "status", "entries", "before"}
                         <= set(c))]
+        if not bad:
+            bad = self._invalid(data)
         if bad:
             raise FipsbootError(f"journal {self.folder / 'journal.json'} is damaged ({', '.join(bad)}); "
                                 "nothing was changed",
@@ -135,8 +154,29 @@ class Journal:
                                 "(fipsboot then no longer knows what it wrote)")
         return data
 
+    @staticmethod
+    def _invalid(data: dict) -> List[str]:
+        """What in a journal fipsboot must not act on: every value has the type and form that
+        fipsboot writes, and every backup lies inside this installation's state folder."""
+        bad = []
+        if data["mode"] not in MODES:
+            bad.append(f"mode {data['mode']!r:.40}")
+        if not (data["rollback_open"] is None or (isinstance(data["rollback_open"], dict)
+                                                  and type(data["rollback_open"].get("to")) is int)):
+            bad.append("rollback_open")
+        for cp in data["checkpoints"]:
+            if type(cp["id"]) is not int or cp["status"] not in STATUSES or not isinstance(
+                    cp["entries"], list) or not isinstance(cp["before"], dict):
+                bad.append(f"checkpoint {cp.get('id')!r:.20}")
+                continue
+            for entry in cp["entries"]:
+                problem = _entry_problem(entry, cp["id"])
+                if problem:
+                    bad.append(f"checkpoint {cp['id']}: {problem}")
+        return bad
+
     def _save(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        fsutil.make_or_verify_dir(self.folder, 0o755)
         fsutil.atomic_write(self.folder / "journal.json",
                             json.dumps(self.data, indent=1, sort_keys=True).encode(), 0o644)
 
@@ -183,6 +223,7 @@ class Journal:
         """One fipsboot at a time; the journal is re-read once the lock is held, so nothing
         another command saved meanwhile is overwritten."""
         with fsutil.exclusive_lock(self.folder / "lock", f"the installation ({self.folder.name})"):
+            fsutil.sweep_temp_files(self.folder, folder=True)  # a killed save's temp file
             self.data = self._load()
             yield
 
@@ -190,6 +231,7 @@ class Journal:
 
     def begin(self, command: str) -> Transaction:
         self.recover()
+        self.data["rollback_open"] = None  # a new change: an earlier rollback is over
         cid = max((c["id"] for c in self.checkpoints), default=0) + 1
         checkpoint = {"id": cid, "command": command, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                       "user": current_user(), "status": "pending", "entries": [],
@@ -247,7 +289,20 @@ class Journal:
 
     def rollback(self, to: Optional[int] = None, force: bool = False) -> List[dict]:
         """Undo checkpoints newest first, down to and including `to` (default: the newest).
-        A rollback interrupted by a kill is finished first (and, without `to`, is the one)."""
+        A rollback interrupted by a kill is finished first and is the only one done: whatever
+        the arguments, the rerun of a killed rollback undoes only what that rollback meant to
+        (`rollback_open`, saved with its first undo and cleared by `rollback_finished` once its
+        follow-up ran), never one checkpoint more."""
+        interrupted = self.data["rollback_open"]
+        if interrupted is not None and not self._rolled_back_here:
+            undone = [self.recover()] if self.checkpoints and \
+                self.checkpoints[-1]["status"] != "done" else []
+            while self.checkpoints and self.checkpoints[-1]["id"] >= interrupted["to"]:
+                cp = self.checkpoints[-1]
+                cp["status"] = "rolling-back"
+                self._save()
+                undone.append(self._undo(cp))
+            return [c for c in undone if c is not None]
         recovered = self.recover()
         if recovered is not None and recovered["status"] == "rolling-back" and to is None:
             return [recovered]
@@ -265,12 +320,20 @@ class Journal:
         for entry in edited:
             self._keep_copy(entry)
         undone = [recovered] if recovered is not None else []
+        self.data["rollback_open"] = {"to": target}
+        self._rolled_back_here = True  # this process's own marker is no interrupted rollback
         while self.checkpoints and self.checkpoints[-1]["id"] >= target:
             cp = self.checkpoints[-1]
             cp["status"] = "rolling-back"
             self._save()
             undone.append(self._undo(cp))
         return undone
+
+    def rollback_finished(self) -> None:
+        """The rollback and its follow-up are complete: a rerun now starts a new rollback."""
+        if self.data["rollback_open"] is not None:
+            self.data["rollback_open"] = None
+            self._save()
 
     def _keep_copy(self, entry: dict) -> None:
         """Save what a forced rollback is about to overwrite: a file's bytes, or a registry
@@ -285,7 +348,7 @@ class Journal:
         if data is None:
             return
         kept = self.folder / "kept"
-        kept.mkdir(parents=True, exist_ok=True)
+        fsutil.make_or_verify_dir(kept, 0o700)
         stem = (time.strftime("%Y%m%dT%H%M%S-") + hashlib.sha256(key.encode()).hexdigest()[:8])
         n = 0
         while True:
@@ -302,25 +365,27 @@ class Journal:
             return
 
     def _undo(self, cp: dict) -> dict:
+        """Restore every entry of `cp`, newest first. What already holds its old state is not
+        touched; an entry that can't be restored doesn't stop the others. If any failed, the
+        checkpoint stays (the next command retries it) and the failures are raised together."""
+        for entry in cp["entries"]:  # temp files of writes a kill interrupted
+            if entry["kind"] in ("file", "dir"):
+                fsutil.sweep_temp_files(Path(entry["key"]), folder=entry["kind"] == "dir")
+        failures = []
         for entry in reversed(cp["entries"]):
-            faults.step("restore")
-            if entry["kind"] == "dir":
-                try:
-                    Path(entry["key"]).rmdir()
-                except OSError:
-                    pass  # gone already, or holds files that are not fipsboot's
-            elif entry["kind"] == "file":
-                path = Path(entry["key"])
-                if entry["backup"] is None:
-                    fsutil.remove(path)
-                else:
-                    data = (self.folder / "backups" / entry["backup"]).read_bytes()
-                    if fsutil.read(path) != data:
-                        fsutil.atomic_write(path, data, entry["mode"], exact_mode=True)
-                    elif entry["mode"] is not None and os.name == "posix":
-                        os.chmod(path, entry["mode"])
-            else:
-                self.stores[entry["kind"]].set(entry["key"], entry["before"])
+            try:
+                faults.step("restore")
+                self._restore(entry)
+            except faults.InjectedFailure:
+                raise
+            except (OSError, FipsbootError, KeyError) as e:
+                failures.append(f"{entry['key']}: {e}")
+        if failures:
+            raise FipsbootError(
+                f"could not undo checkpoint {cp['id']} ({cp['command']}) completely: "
+                + "; ".join(failures) + ". Everything else was restored; the checkpoint is kept",
+                "fix the cause named and run any fipsboot command for this installation "
+                "again: it finishes the undo")
         for key, value in cp["before"].items():
             self.data[key] = value
         self._need_follow_up(cp["entries"])
@@ -330,6 +395,24 @@ class Journal:
 
         shutil.rmtree(self.folder / "backups" / str(cp["id"]), ignore_errors=True)
         return cp
+
+    def _restore(self, entry: dict) -> None:
+        if entry["kind"] == "dir":
+            try:
+                Path(entry["key"]).rmdir()
+            except OSError:
+                pass  # gone already, or holds files that are not fipsboot's
+        elif entry["kind"] == "file":
+            path = Path(entry["key"])
+            if entry["backup"] is None:
+                fsutil.remove(path)
+            else:
+                data = fsutil.read_state_file(self.folder / "backups" / entry["backup"])
+                if data is None:
+                    raise FipsbootError(f"its backup {entry['backup']} is missing")
+                fsutil.restore(path, data, entry["mode"], entry.get("owner"))
+        else:
+            self.stores[entry["kind"]].set(entry["key"], entry["before"])
 
 
 class Transaction:
@@ -382,19 +465,20 @@ class Transaction:
         key = str(path)
         if key in self._touched:  # keep the oldest copy
             return self._touched[key]
-        fsutil.refuse_symlink(path)
-        old = fsutil.read(path)
+        old, st = fsutil.read_with_stat(path)  # one open file: its bytes, mode and owner
         backup = None
-        mode = None
+        mode = owner = None
         if old is not None:
             backup = f"{self.checkpoint['id']}/{len(self.checkpoint['entries'])}"
             target = self.journal.folder / "backups" / backup
-            target.parent.mkdir(parents=True, exist_ok=True)
+            fsutil.make_or_verify_dir(self.journal.folder / "backups", 0o700)
+            fsutil.make_or_verify_dir(target.parent, 0o700)
             faults.step(f"backup {path}")
-            fsutil.atomic_write(target, old, 0o600)
-            mode = path.stat().st_mode & 0o7777
+            fsutil.atomic_write(target, old, 0o600, exact_mode=True)
+            mode = st.st_mode & 0o7777
+            owner = [st.st_uid, st.st_gid]
         faults.step(f"record {path}")
-        entry = {"kind": "file", "key": key, "backup": backup, "mode": mode}
+        entry = {"kind": "file", "key": key, "backup": backup, "mode": mode, "owner": owner}
         self._record(entry)
         self._touched[key] = entry
         return entry
@@ -421,3 +505,29 @@ class Transaction:
             self.checkpoint["status"] = "done"
         faults.step("commit")
         self.journal._save()
+
+
+def _entry_problem(entry: Any, cid: int) -> Optional[str]:
+    """Why a checkpoint entry is not one fipsboot wrote, or None."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str) \
+            or not KIND_RE.match(entry["kind"]) or not isinstance(entry.get("key"), str):
+        return f"entry {entry!r:.60}"
+    kind, key = entry["kind"], entry["key"]
+    if kind in ("file", "dir"):
+        if not os.path.isabs(key) or "\0" in key:
+            return f"{kind} {key!r:.60} is not an absolute path"
+    if kind != "file":
+        return None
+    backup, mode, owner = entry.get("backup"), entry.get("mode"), entry.get("owner")
+    m = BACKUP_RE.match(backup) if isinstance(backup, str) else None
+    if backup is not None and not (m and int(m.group(1)) == cid):
+        return f"backup {backup!r:.60} of {key} is not a backup of this checkpoint"
+    if not (mode is None or (type(mode) is int and 0 <= mode <= 0o1777)):
+        return f"mode {mode!r:.20} of {key} (set-id bits are never restored)"
+    if not (owner is None or (isinstance(owner, list) and len(owner) == 2
+                              and all(type(i) is int and i >= 0 for i in owner))):
+        return f"owner {owner!r:.30} of {key}"
+    after = entry.get("after")
+    if not (after is None or (isinstance(after, str) and DIGEST_RE.match(after))):
+        return f"digest {after!r:.20} of {key}"
+    return None

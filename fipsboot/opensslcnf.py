@@ -1,8 +1,8 @@
 """Render openssl.cnf from templates/, escaped for OpenSSL's config syntax.
 
 In that syntax a backslash escapes the next character, `$name` expands a variable, `#` starts
-a comment and quotes group: each of them is escaped, so the path OpenSSL reads is the path
-written. Control characters can't be expressed at all and are refused.
+a comment and quotes (", ' and the backtick) group: each of them is escaped, so the path
+OpenSSL reads is the path written. Control characters can't be expressed at all and are refused.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import FipsbootError
 
-SPECIAL = set('\\$#"\'')
+SPECIAL = set('\\$#"\'`')  # OpenSSL's parser reads a backtick as a quote too
 
 
 def template_dir() -> Path:
@@ -61,7 +61,7 @@ def unescape(value: str) -> str:
                 quote = None
             else:
                 out.append(c)
-        elif c in "\"'":
+        elif c in "\"'`":
             quote = c
         elif c == "#":
             break

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from . import environ, fsutil, inifile
+from . import environ, faults, fsutil, inifile
 from .errors import FipsbootError, FollowUpError, HandEditError, UsageError
 from .journal import Journal
 from .layout import Layout
@@ -146,15 +146,17 @@ def follow_up(journal: Journal, backend: Backend, checkpoint: Optional[int] = No
     pending until it succeeds: every command retries it. A failure (exit 5) carries the
     checkpoint just made and `changed`, so a script can still roll that checkpoint back."""
     pending = [list(item) for item in journal.follow_up]
-    if not pending:
-        return []
-    stubs = [Change(kind, key, key, None, True, None, "") for kind, key in pending]
-    try:
-        notes = backend.after_apply(stubs)  # FollowUpError: stays pending
-    except FollowUpError as e:
-        e.result = {"changed": changed, "checkpoint": checkpoint}
-        raise
-    journal.follow_up_done(pending)
+    notes = []
+    if pending:
+        faults.kill_point("follow-up")  # after the journal's last save: the kill tests stop here too
+        stubs = [Change(kind, key, key, None, True, None, "") for kind, key in pending]
+        try:
+            notes = backend.after_apply(stubs)  # FollowUpError: stays pending
+        except FollowUpError as e:
+            e.result = {"changed": changed, "checkpoint": checkpoint}
+            raise
+        journal.follow_up_done(pending)
+    journal.rollback_finished()  # nothing of a killed rollback is left for a rerun to finish
     return notes
 
 

@@ -4,6 +4,7 @@ Every error names the file and the key, and nothing is touched before the profil
 """
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -90,6 +91,56 @@ SERVER_KEYS = {"install-dir", "fips-module", "openssl", "lib-dirs", "config-dir"
                "fips-key", "fips-switch", "process-names", "cmvp-certificate"}
 ACCOUNT_KEYS = {"targets", "systemd-dir"}
 TLS_KEYS = {"cert", "key", "cacert", "cacertdir", "sni", "peers"}
+# Paths that end up in LD_LIBRARY_PATH, where ':' separates entries (Linux).
+SEARCH_PATH_KEYS = ("install-dir", "fips-module", "lib-dirs", "security-pack-dir")
+# fipsinstall options fipsboot passes on: switches that only set indicator/self-test flags
+# written into fipsmodule.cnf. Anything else (-out, -module, -section_name, -macopt, a value
+# after '=') changes where fipsinstall writes or what fipsboot reads back, and is refused.
+FIPSINSTALL_SWITCHES = {"pedantic", "self_test_onload", "self_test_oninstall", "quiet",
+                        "no_conditional_errors", "no_security_checks", "ems_check",
+                        "no_drbg_truncated_digest", "no_short_mac"}
+FIPSINSTALL_SWITCH_RE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*_(check|disabled)$")
+UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]+$")
+
+
+# OpenSSL's own options to make a self-test fail (to see that failures are caught): they take
+# the test's description and type as the next value.
+FIPSINSTALL_WITH_VALUE = {"corrupt_desc", "corrupt_type"}
+
+
+def fipsinstall_options_problem(options) -> Optional[str]:
+    """Why fipsboot won't pass `options` to fipsinstall, or None."""
+    i = 0
+    while i < len(options):
+        opt = options[i]
+        name = opt.lstrip("-").split("=", 1)[0]
+        if opt.startswith("-") and name in FIPSINSTALL_WITH_VALUE and "=" not in opt:
+            if i + 1 >= len(options) or options[i + 1].startswith("-"):
+                return f"{opt} needs a value after it"
+            i += 2
+            continue
+        problem = fipsinstall_option_problem(opt)
+        if problem:
+            return problem
+        i += 1
+    return None
+
+
+def fipsinstall_option_problem(opt: str) -> Optional[str]:
+    """Why fipsboot won't pass `opt` to fipsinstall, in any spelling OpenSSL accepts
+    (`-x`, `--x`, `-x=value`), or None."""
+    name = opt[2:] if opt.startswith("--") else opt[1:] if opt.startswith("-") else None
+    if name is not None and name.split("=", 1)[0] in FIPSINSTALL_WITH_VALUE and "=" in name:
+        return None
+    if name is None or "=" in name or not name:
+        return f"{opt!r} is not a switch fipsboot passes on (only -NAME, no value)"
+    if name in ("module", "out", "in", "verify", "config", "provider_name", "section_name",
+                "mac_name", "macopt"):
+        return f"{opt} is set by fipsboot itself (fips-key for the MAC key)"
+    if name not in FIPSINSTALL_SWITCHES and not FIPSINSTALL_SWITCH_RE.match(name):
+        return (f"{opt} is not a fipsinstall switch fipsboot knows (known: "
+                f"{', '.join(sorted(FIPSINSTALL_SWITCHES))}, and -..._check / -..._disabled)")
+    return None
 
 
 class _Reader:
@@ -177,6 +228,9 @@ def parse(raw: dict, source: Path) -> Profile:
     def absolute(key: str, value: str, base: Optional[str]) -> str:
         if "\0" in value or "\n" in value or "\r" in value:
             server.fail(key, "contains a control character")
+        if platform == "linux" and key in SEARCH_PATH_KEYS and ":" in value:
+            server.fail(key, f"contains ':', which splits LD_LIBRARY_PATH (the server would then "
+                             f"load another libcrypto): {value!r}")
         if platform == "windows":
             return _windows_path(server, key, value, base)
         if _is_absolute(platform, value):
@@ -208,9 +262,9 @@ def parse(raw: dict, source: Path) -> Profile:
     spd = server.get("security-pack-dir", str)
     security_pack_dir = absolute("security-pack-dir", spd, None) if spd is not None else None
     options = tuple(server.get("fipsinstall-options", list, []))
-    for opt in options:
-        if opt in ("-module", "-out", "-in", "-verify", "-config"):
-            server.fail("fipsinstall-options", f"{opt} is set by fipsboot itself")
+    problem = fipsinstall_options_problem(options)
+    if problem:
+        server.fail("fipsinstall-options", problem)
     launcher = tuple(server.get("launcher", list, []))
     fips_key = server.get("fips-key", str, DEFAULT_FIPS_KEY).lower()
     try:
@@ -251,6 +305,16 @@ def parse(raw: dict, source: Path) -> Profile:
             account.fail("targets", f"{spec!r}: 'machine' takes no argument")
         if kind not in ("machine",) and not arg:
             account.fail("targets", f"{spec!r}: needs a name after '{kind}:'")
+        if kind == "systemd" and (not UNIT_RE.match(arg) or arg.startswith(".")):
+            account.fail("targets", f"{spec!r}: not a systemd unit name (letters, digits and "
+                                    "':_.@\\-' only; no '/')")
+        if kind == "profile" and platform == host_platform() == "linux":
+            import pwd
+
+            try:
+                pwd.getpwnam(arg)
+            except KeyError:
+                account.fail("targets", f"{spec!r}: no account named {arg!r} on this host")
         targets.append(Target(kind, arg))
     systemd_dir = account.get("systemd-dir", str, "/etc/systemd/system")
     if not PurePosixPath(systemd_dir).is_absolute():

@@ -43,10 +43,13 @@ def libcrypto_identity(layout: Layout, env: Mapping[str, str]) -> List:
     return found
 
 
-def cache_key(layout: Layout, env: Mapping[str, str], module_mac: str) -> str:
+def cache_key(layout: Layout, env: Mapping[str, str], module_mac: str,
+              config_files: Optional[List] = None) -> str:
     h = hashlib.sha256()
     parts = {
         "module_mac": module_mac,
+        # every file OpenSSL reads for openssl.cnf (includes followed; a missing one as None)
+        "config_files": config_files,
         "openssl.cnf": fsutil.digest(fsutil.read(layout.host(layout.openssl_cnf))),
         "fipsmodule.cnf": fsutil.digest(fsutil.read(layout.host(layout.fipsmodule_cnf))),
         "openssl": identity(layout.host(layout.openssl)),
@@ -68,11 +71,12 @@ def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verif
     if not verdict_ok(checks):
         return checks
     mac = next(c for c in checks if c.name == "module-mac").details["mac"]
-    key = cache_key(layout, env, mac)
+    files = next(c for c in checks if c.name == "openssl.cnf").details["files"]
+    key = cache_key(layout, env, mac, files)
     cache = journal.folder / CACHE_NAME
     try:
-        cached = fsutil.read(cache)
-    except OSError:  # another account's cache: a miss
+        cached = fsutil.read_state_file(cache)  # no link followed; root's or this account's
+    except (OSError, FipsbootError):  # unreadable, or not to be trusted: a miss
         cached = None
     if cached is not None:
         try:
@@ -96,8 +100,12 @@ def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verif
     return checks + live
 
 
-def log_refusal(message: str) -> None:
-    """To stderr and, where there is one, the system log (so LCA/systemd show the reason)."""
+def log_refusal(message: str, as_json: bool = False, code: int = EXIT_REFUSED,
+                fix: Optional[str] = None) -> None:
+    """To stderr and, where there is one, the system log (so LCA/systemd show the reason);
+    with --json also as `{"error","fix","exit_code"}` on stdout."""
+    if as_json:
+        print(json.dumps({"error": message, "fix": fix, "exit_code": code}, indent=1))
     print(message, file=sys.stderr)
     try:
         import syslog
@@ -127,7 +135,8 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
     except UsageError:
         raise  # no journal, no server command: exit 2, as documented
     except Exception as e:  # a damaged journal and the like: fail closed, and say so
-        log_refusal(f"fipsboot: not starting {argv[0] if argv else 'the server'}: {e}")
+        log_refusal(f"fipsboot: not starting {argv[0] if argv else 'the server'}: {e}", as_json,
+                    fix=getattr(e, "fix", None))
         return EXIT_REFUSED
     layout, env, mode = job["layout"], job["env"], job["mode"]
     if dry_run:
@@ -145,13 +154,14 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
             checks = verdict(layout, env, job["journal"])
         except Exception as e:  # fail closed: whatever went wrong, the server does not start
             log_refusal(f"fipsboot: not starting {argv[0]}: verification could not complete: "
-                        f"{type(e).__name__}: {e}")
+                        f"{type(e).__name__}: {e}", as_json)
             return EXIT_REFUSED
         bad = [c for c in checks if c.fails()]
         if bad:
             first = bad[0]
             log_refusal(f"fipsboot: not starting {argv[0]}: FIPS check '{first.name}' failed: "
-                        f"{first.reason}" + (f"\nfix: {first.fix}" if first.fix else ""))
+                        f"{first.reason}" + (f"\nfix: {first.fix}" if first.fix else ""),
+                        as_json, fix=first.fix)
             return EXIT_REFUSED
     from .platforms import backend_for
     from .runrecords import record_launch
@@ -160,5 +170,5 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
     try:
         return backend_for(profile).launch(argv, env)
     except FipsbootError as e:
-        log_refusal(f"fipsboot: {e}")
+        log_refusal(f"fipsboot: {e}", as_json, 127, e.fix)
         return 127

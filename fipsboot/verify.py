@@ -6,10 +6,9 @@ exit code alone (`openssl list -providers` exits 0 when the FIPS provider failed
 """
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional
 
-from . import environ, fipsmodule, fsutil, opensslcnf, processenv
+from . import environ, fipsmodule, fsutil, processenv
 from .checks import Check, failed, passed
 from .errors import FipsbootError
 from .layout import Layout
@@ -48,12 +47,15 @@ def permission_problems(layout: Layout) -> List[str]:
 
 
 def check_permissions(layout: Layout) -> Check:
-    problems = permission_problems(layout)
+    from .trust import trust_problems
+
+    problems = list(dict.fromkeys(permission_problems(layout) + trust_problems(layout)))
     if problems:
         return failed("permissions", "; ".join(problems) + ": whoever can write there chooses "
                       "the code and configuration loaded into the server",
-                      "chmod go-w on each path named")
-    return passed("permissions", "no file or folder is writable by group or others")
+                      "chown root and chmod go-w each path named (folders on the way: chmod o-w)")
+    return passed("permissions", "no file or folder is writable by group or others or owned "
+                  "by another account")
 
 
 def read_fipsmodule(layout: Layout) -> fipsmodule.FipsModuleCnf:
@@ -87,65 +89,92 @@ def check_module_mac(layout: Layout) -> Check:
     return passed("module-mac", "the module's HMAC matches fipsmodule.cnf", mac=actual)
 
 
-INCLUDE_RE = re.compile(r"^\s*\.include\s*=?\s*(.*?)\s*$", re.M)
+ALLOWED_PROVIDERS = ("fips", "base")
+
+
+def read_openssl_cnf(layout: Layout):
+    """openssl.cnf with every file OpenSSL reads for it (cnfreader)."""
+    from . import cnfreader
+
+    return cnfreader.read(layout.host(layout.openssl_cnf), layout.host, layout.windows)
 
 
 def check_openssl_cnf(layout: Layout) -> Check:
+    """Judge the configuration OpenSSL really applies: the section `openssl_conf` names, the
+    providers it loads (only fips and base), and proof that `fips` is this installation's
+    module: no `module` or `identity` key anywhere (OpenSSL then loads fips.so from
+    OPENSSL_MODULES, which the launch environment sets to the installation's fips folder, and
+    module-mac ties that file to fipsmodule.cnf), and no key of the fips section from any file
+    but fipsmodule.cnf."""
+    from .cnfreader import module_name
+
     try:
-        text = layout.host(layout.openssl_cnf).read_text(encoding="utf-8", errors="replace")
-    except OSError as e:
+        cnf = read_openssl_cnf(layout)
+    except (OSError, FipsbootError) as e:
         return failed("openssl.cnf", str(e), REINSTALL)
-    problems = []
-    if not re.search(r"^\s*config_diagnostics\s*=\s*1\s*$", text, re.M):
+    files = [[p, d] for p, d in cnf.files]
+    problems = list(cnf.problems)
+    if cnf.get("default", "config_diagnostics") != "1":
         problems.append("config_diagnostics = 1 is missing: a broken config would silently fall "
                         "back to the non-FIPS default provider")
-    raw_includes = INCLUDE_RE.findall(text)
-    includes = [opensslcnf.unescape(m) for m in raw_includes]
     want = layout.config_path(layout.fipsmodule_cnf)
-    if any(opensslcnf.has_stray_backslash(m) for m in raw_includes):
-        problems.append("the .include uses backslashes, which OpenSSL reads as escapes: "
-                        "write the path with forward slashes")
-    elif want not in includes:
-        problems.append(f".include of {want} not found (found: {includes or 'none'})")
-    sections = _sections(text)
-    providers = sections.get(sections.get("openssl_init", {}).get("providers", ""), {})
-    for name in ("fips", "base"):
+    if want not in cnf.includes and not any("backslash" in p for p in problems):
+        problems.append(f".include of {want} not found (found: {cnf.includes or 'none'})")
+    for name, section in cnf.sections.items():
+        for key in ("module", "identity"):
+            if key in section:
+                problems.append(f"[{name}] has `{key} = {section[key].text}` ({section[key].source}): "
+                                "it could load another file as a provider; only the "
+                                "installation's own fips module may be loaded")
+    init_name = cnf.get("default", "openssl_conf")
+    init = cnf.section(init_name)
+    if not init:
+        problems.append(f"openssl_conf names no section with settings (openssl_conf = "
+                        f"{init_name!r}): OpenSSL would load no provider configuration")
+    modules: Dict[str, List[str]] = {}
+    for key, value in init.items():
+        modules.setdefault(module_name(key), []).append(value.text)
+    for name in ("providers", "alg_section"):
+        if len(modules.get(name, [])) > 1:
+            problems.append(f"[{init_name}] names {len(modules[name])} {name} sections: "
+                            "OpenSSL applies each")
+    if "engines" in modules:
+        problems.append(f"[{init_name}] loads engines, which bypass the FIPS provider")
+    providers = cnf.section((modules.get("providers") or [""])[0])
+    extra = [p for p in providers if p not in ALLOWED_PROVIDERS]
+    if extra:
+        problems.append(f"providers other than fips and base are configured ({', '.join(extra)}): "
+                        "their algorithms are not FIPS-approved")
+    for name in ALLOWED_PROVIDERS:
         if name not in providers:
-            problems.append(f"the {name} provider is not listed in [provider_sect]")
-    base = sections.get(providers.get("base", ""), {})
-    if "base" in providers and base.get("activate") != "1":
+            problems.append(f"the {name} provider is not listed in the providers section")
+    fips_sect = cnf.sections.get(providers["fips"].text, {}) if "fips" in providers else {}
+    own = str(layout.host(layout.fipsmodule_cnf))
+    foreign = sorted({v.source for v in fips_sect.values() if v.source != own})
+    if foreign:
+        problems.append(f"the fips provider's section [{providers['fips'].text}] gets keys from "
+                        f"{', '.join(foreign)}, not only from fipsmodule.cnf")
+    base = cnf.section(providers["base"].text) if "base" in providers else {}
+    if "base" in providers and (base.get("activate") is None or base["activate"].text != "1"):
         problems.append("the base provider is not activated (activate = 1): without it PEM "
                         "keys and certificates can't be decoded")
-    algs = sections.get(sections.get("openssl_init", {}).get("alg_section", ""), {})
-    if algs.get("default_properties", "").replace(" ", "") != "fips=yes":
+    algs = cnf.section((modules.get("alg_section") or [""])[0])
+    props = algs["default_properties"].text if "default_properties" in algs else ""
+    if props.replace(" ", "") != "fips=yes":
         problems.append("default_properties = fips=yes is missing")
     if problems:
-        return failed("openssl.cnf", "; ".join(problems), REINSTALL)
+        return failed("openssl.cnf", "; ".join(problems), REINSTALL, files=files)
     return passed("openssl.cnf", "diagnostics on, absolute forward-slash include, fips and base "
-                  "activated, fips=yes by default")
-
-
-def _sections(text: str) -> Dict[str, Dict[str, str]]:
-    out: Dict[str, Dict[str, str]] = {"": {}}
-    current = out[""]
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        m = re.match(r"\[\s*(\S+?)\s*\]$", line)
-        if m:
-            current = out.setdefault(m.group(1), {})
-            continue
-        m = re.match(r"([\w.\-]+)\s*=\s*(.*)$", line)
-        if m:
-            current[m.group(1)] = m.group(2).strip()
-    out.setdefault("openssl_init", out.get(out[""].get("openssl_conf", "openssl_init"), {}))
-    return out
+                  "activated, fips=yes by default, no other provider or module", files=files)
 
 
 def check_targets(layout: Layout, targets: Iterable, mode: str, managed: Mapping[str, str],
                   previously_written: Iterable[str] = ()) -> Check:
     drift: List[str] = []
     for target in targets:
-        current = target.read()
+        # What the service or shell really ends up with: every drop-in, every line.
+        current = target.effective()
+        drift += target.effective_problems()
         want = environ.values(layout, mode, current, previously_written)
         for key, value in want.items():
             if current.get(key) != value:
@@ -294,7 +323,7 @@ def verify(layout: Layout, targets: List, mode: str, managed: Mapping[str, str],
     checks += [c for c in [check_from(checks, layout.profile)] if c]
     # A target that drifted hands the server another environment: prove what it gives.
     for target in targets:
-        current = target.read()
+        current = target.effective()
         want = environ.values(layout, mode, current, previously_written)
         if any(current.get(k) != v for k, v in want.items()):
             target_env = environ.with_values(env, {key: current.get(key) for key in want})

@@ -67,6 +67,15 @@ class EnvTarget(ABC):
     def notes(self) -> List[str]:
         return []
 
+    def effective(self) -> Values:
+        """What a process started from this target really ends up with, counting what is
+        read after fipsboot's part (other drop-ins, later lines); by default fipsboot's part."""
+        return self.read()
+
+    def effective_problems(self) -> List[str]:
+        """What in this target changes the variables in a way fipsboot can't judge."""
+        return []
+
 
 class Backend(ABC):
     name: str

@@ -153,12 +153,110 @@ class SystemdDropIn(FileTarget):
     def notes(self) -> List[str]:
         return [f"restart {self.unit} for the server to get the new environment"]
 
+    # --- what the service really gets: the unit and all its drop-ins, in systemd's order --
+
+    def unit_dirs(self) -> List[Path]:
+        """Where systemd looks for the unit and its drop-ins, highest priority first (the
+        profile's systemd-dir; the system's folders too when that is /etc/systemd/system)."""
+        first = self.path.parent.parent
+        if str(first) != "/etc/systemd/system":
+            return [first]
+        return [first, Path("/run/systemd/system"), Path("/usr/local/lib/systemd/system"),
+                Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")]
+
+    def dropin_dirs(self) -> List[str]:
+        """`UNIT.d`, the prefix folders of a dashed name (`a-.service.d` for `a-b.service`)
+        and the unit type's (`service.d`), as systemd.unit(5) lists them."""
+        stem, _, suffix = self.unit.rpartition(".")
+        parts = stem.split("-")
+        prefixes = ["-".join(parts[:i]) + "-." + suffix + ".d" for i in range(1, len(parts))]
+        return [f"{self.unit}.d", *prefixes, f"{suffix}.d"]
+
+    def _sources(self) -> List[Tuple[Path, bytes]]:
+        sources = []
+        for d in self.unit_dirs():
+            data = fsutil.read(d / self.unit) if (d / self.unit).is_file() else None
+            if data is not None:
+                sources.append((d / self.unit, data))
+                break
+        chosen: Dict[str, Path] = {}
+        for d in self.unit_dirs():  # a name in a higher-priority folder masks the same name
+            for sub in self.dropin_dirs():
+                folder = d / sub
+                if folder.is_dir():
+                    for f in folder.iterdir():
+                        if f.name.endswith(".conf") and f.name not in chosen:
+                            chosen[f.name] = f
+        for name in sorted(chosen):
+            data = fsutil.read(chosen[name])
+            if data is not None:
+                sources.append((chosen[name], data))
+        return sources
+
+    def _assemble(self) -> Tuple[Values, List[str]]:
+        env: Dict[str, str] = {}
+        unset: List[str] = []
+        env_files: List[str] = []
+        odd: List[str] = []
+        for _path, data in self._sources():
+            section = ""
+            for line in data.decode("utf-8", "replace").splitlines():
+                s = line.strip()
+                if s.startswith("[") and s.endswith("]"):
+                    section = s[1:-1]
+                    continue
+                if section != "Service" or "=" not in s or s.startswith(("#", ";")):
+                    continue
+                key, _, value = s.partition("=")
+                key = key.strip()
+                if key == "Environment":
+                    if not value.strip():
+                        env.clear()  # an empty assignment resets the list
+                    for word in re.findall(r'"(?:\\.|[^"\\])*"|\S+', value):
+                        name, _, v = systemd_unquote(word).partition("=")
+                        env[name] = v
+                elif key == "UnsetEnvironment":
+                    if not value.strip():
+                        unset.clear()
+                    unset += value.split()
+                elif key == "EnvironmentFile":
+                    if not value.strip():
+                        env_files.clear()
+                    env_files.append(value.strip())
+        for spec in env_files:  # read after Environment=, so they override it
+            name = spec.lstrip("-")
+            if not name.startswith("/") or "%" in name:
+                odd.append(f"{self.spec}: EnvironmentFile={spec} can't be judged")
+                continue
+            try:
+                env_file = EnvFile(name)
+                _, systemd_view, _ = env_file._views()
+            except FipsbootError as e:
+                odd.append(f"{self.spec}: EnvironmentFile={spec}: {e}")
+                continue
+            env.update({k: v for k, v in systemd_view.items() if v is not None})
+        for item in unset:  # applied last
+            name, eq, v = item.partition("=")
+            if not eq or env.get(name) == v:
+                env.pop(name, None)
+        return {k: env[k] for k in VARIABLES if k in env}, odd
+
+    def effective(self) -> Values:
+        return self._assemble()[0]
+
+    def effective_problems(self) -> List[str]:
+        return self._assemble()[1]
+
 
 class EnvFile(FileTarget):
     """`KEY="value"` lines, read the same by systemd's EnvironmentFile= and by `. FILE` in sh.
-    Lines that are not fipsboot's variables stay byte for byte."""
+    Lines that are not fipsboot's variables stay byte for byte; a line written as
+    `export KEY=...` keeps its `export` (a start script that sources the file passes the
+    variables on only then). An `unset` of a variable fipsboot sets is taken out of its line
+    (sh would apply it, systemd ignores it: the two would disagree)."""
 
-    LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+    LINE = re.compile(r"^\s*(export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+    UNSET = re.compile(r"^\s*unset\s+([A-Za-z_][A-Za-z0-9_\s]*?)\s*(?:#.*)?$")
 
     def __init__(self, path: str):
         self.path = Path(path)
@@ -168,20 +266,64 @@ class EnvFile(FileTarget):
         found: Values = {}
         for line in text.splitlines():
             m = self.LINE.match(line)
-            if m and m.group(1) in VARIABLES:
-                found[m.group(1)] = sh_unquote(m.group(2))
+            if m and m.group(2) in VARIABLES:
+                found[m.group(2)] = sh_unquote(m.group(3))
         return found
+
+    def _views(self) -> Tuple[Values, Values, List[str]]:
+        """The variables as `. FILE` in sh ends up with them (assignments and `unset` in
+        order), as systemd's EnvironmentFile= does (assignments only), and the lines that
+        touch them in a way neither reading can be sure of."""
+        data = self.current()
+        sh: Values = {}
+        systemd: Values = {}
+        odd: List[str] = []
+        text = data.decode("utf-8", "surrogateescape") if data is not None else ""
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            m = self.LINE.match(line)
+            if m:
+                if m.group(2) in VARIABLES:
+                    sh[m.group(2)] = systemd[m.group(2)] = sh_unquote(m.group(3))
+                continue
+            m = self.UNSET.match(line)
+            if m:
+                for key in m.group(1).split():
+                    sh.pop(key, None)
+                continue
+            if any(re.search(rf"\b{key}\b", line) for key in VARIABLES):
+                odd.append(f"line {n} ({line.strip()[:60]!r})")
+        return sh, systemd, odd
+
+    def effective(self) -> Values:
+        return self._views()[0]
+
+    def effective_problems(self) -> List[str]:
+        sh, systemd, odd = self._views()
+        out = [f"{self.spec}: {where} changes {', '.join(VARIABLES)} in a way fipsboot can't "
+               "judge" for where in odd]
+        out += [f"{self.spec}: sh and systemd read {key} differently (an `unset` line)"
+                for key in VARIABLES if sh.get(key) != systemd.get(key)]
+        return out
 
     def render(self, text: str, desired: Values) -> Optional[str]:
         out, written = [], set()
         for line in text.splitlines(keepends=True):
             m = self.LINE.match(line)
-            key = m.group(1) if m else None
+            key = m.group(2) if m else None
             if key in desired:
                 if desired[key] is not None and key not in written:
-                    out.append(f"{key}={sh_double_quote(desired[key])}\n")
+                    out.append(f"{m.group(1) and 'export ' or ''}{key}="
+                               f"{sh_double_quote(desired[key])}\n")
                     written.add(key)
                 continue  # a None value: the line goes; a duplicate line: dropped
+            u = self.UNSET.match(line)
+            if u and any(desired.get(k) is not None for k in u.group(1).split()):
+                rest = [k for k in u.group(1).split() if desired.get(k) is None]
+                if rest:
+                    out.append("unset " + " ".join(rest) + "\n")
+                continue  # an unset of a variable fipsboot sets would undo it in sh
             out.append(line)
         if out and not out[-1].endswith("\n"):
             out[-1] += "\n"
