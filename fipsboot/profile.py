@@ -78,6 +78,7 @@ class Profile:
     systemd_dir: str
     raw: dict = field(default_factory=dict, compare=False, repr=False)
     process_names: Tuple[str, ...] = ()  # `status`: servers started without the wrapper
+    process_users: Tuple[str, ...] = ()  # `status`: only these accounts' processes can match
     tls: Optional[TlsSettings] = None
     cmvp_certificate: Optional[str] = None  # the vendor's own CMVP certificate: the operator's word
 
@@ -88,7 +89,8 @@ class Profile:
 
 SERVER_KEYS = {"install-dir", "fips-module", "openssl", "lib-dirs", "config-dir",
                "security-pack-dir", "fipsinstall-options", "launcher", "platform",
-               "fips-key", "fips-switch", "process-names", "cmvp-certificate"}
+               "fips-key", "fips-switch", "process-names", "cmvp-certificate",
+               "process-users"}
 ACCOUNT_KEYS = {"targets", "systemd-dir"}
 TLS_KEYS = {"cert", "key", "cacert", "cacertdir", "sni", "peers"}
 # Paths that end up in LD_LIBRARY_PATH, where ':' separates entries (Linux).
@@ -287,6 +289,11 @@ def parse(raw: dict, source: Path) -> Profile:
         if not name or "/" in name or "\\" in name or "\0" in name:
             server.fail("process-names", f"{name!r}: give a process name or an executable's "
                                          "file name, not a path")
+    process_users = tuple(server.get("process-users", list, []))
+    for user in process_users:
+        if not isinstance(user, str) or not user or "\0" in user or ":" in user:
+            server.fail("process-users", f"{user!r}: give an account name (the accounts that run "
+                                         "the server)")
     cmvp_certificate = server.get("cmvp-certificate", str)
     if cmvp_certificate is not None and not (cmvp_certificate.isascii() and cmvp_certificate.isdigit()
                                              and 0 < len(cmvp_certificate) <= 6):
@@ -331,7 +338,7 @@ def parse(raw: dict, source: Path) -> Profile:
                    config_dir=config_dir, security_pack_dir=security_pack_dir,
                    fipsinstall_options=options, launcher=launcher, fips_key=fips_key,
                    fips_switch=fips_switch, targets=tuple(targets), systemd_dir=systemd_dir,
-                   raw=raw, process_names=process_names, tls=tls,
+                   raw=raw, process_names=process_names, process_users=process_users, tls=tls,
                    cmvp_certificate=cmvp_certificate)
 
 

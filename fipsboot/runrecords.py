@@ -65,7 +65,8 @@ def safe_folder(folder: Path, create: bool) -> bool:
 
 
 def write(journal_folder: Path, argv: List[str], mode: str, module_mac: Optional[str],
-          checkpoint: Optional[int], launch: str) -> Optional[Path]:
+          checkpoint: Optional[int], launch: str,
+          environment: Optional[dict] = None) -> Optional[Path]:
     """Record this process (which is about to become, or to start, the server). Never raises
     for lack of permission: returns None when nothing could be written."""
     pid = os.getpid()
@@ -73,7 +74,8 @@ def write(journal_folder: Path, argv: List[str], mode: str, module_mac: Optional
     record = {"format": FORMAT, "pid": pid, "start_ticks": ticks, "start_time": start,
               "argv": list(argv), "mode": mode, "module_mac": module_mac,
               "checkpoint": checkpoint, "time": time.time(),
-              "uid": os.geteuid() if hasattr(os, "geteuid") else None, "launch": launch}
+              "uid": os.geteuid() if hasattr(os, "geteuid") else None, "launch": launch,
+              "environment": environment}
     folder = journal_folder / FOLDER
     try:
         if not journal_folder.is_dir() or not safe_folder(folder, create=True):
@@ -106,12 +108,16 @@ def record_launch(job: dict, checks) -> None:
     """The one call `run` makes: record the launch it is about to do."""
     mac = next((c.details.get("mac") for c in checks or () if c.name == "module-mac"), None)
     launch = "child" if job["layout"].windows else "exec"
+    # The variables the server is started with: status's evidence where the server overwrites
+    # its own environment block (Redis does, for its process title).
+    env = {k: job["env"].get(k) for k in RECORDED_ENV}
     write(job["journal"].folder, job["argv"], job["mode"], mac, last_checkpoint(job["journal"]),
-          launch)
+          launch, env)
 
 
 # --- reading (status) -----------------------------------------------------------------
 
+RECORDED_ENV = ("OPENSSL_CONF", "OPENSSL_MODULES")
 FIELDS = {"format": int, "pid": int, "argv": list, "mode": str, "time": (int, float),
           "launch": str}
 
@@ -130,9 +136,13 @@ def validate(data) -> Optional[str]:
     if data["launch"] not in ("exec", "child"):
         return f"unknown launch {data['launch']!r}"
     for key, kind in (("start_ticks", int), ("start_time", (int, float)), ("module_mac", str),
-                      ("checkpoint", int), ("uid", int)):
+                      ("checkpoint", int), ("uid", int), ("environment", dict)):
         if data.get(key) is not None and not isinstance(data[key], kind):
             return f"{key} of the wrong type"
+    env = data.get("environment") or {}
+    if set(env) - set(RECORDED_ENV) or not all(v is None or isinstance(v, str)
+                                               for v in env.values()):
+        return "environment of the wrong form"
     return None
 
 
@@ -154,7 +164,9 @@ def read_all(journal_folder: Path) -> Tuple[List[Tuple[Path, dict]], List[str]]:
             continue
         path = folder / name
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            # O_NONBLOCK: a FIFO named *.json must not hang the open (fstat then refuses it).
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                         | getattr(os, "O_NONBLOCK", 0))
         except OSError as e:
             notes.append(f"run record {path}: {e.strerror} (not trusted)")
             continue
