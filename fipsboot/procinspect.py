@@ -206,21 +206,23 @@ def proc_hidden() -> Optional[str]:
             lines = f.read().splitlines()
     except OSError:
         return None
-    for line in lines:
+    options = None
+    for line in lines:  # the last mount on /proc is the one in force
         left, _, right = line.partition(" - ")
         fields, rest = left.split(), right.split()
-        if len(fields) < 5 or fields[4] != "/proc" or not rest or rest[0] != "proc":
-            continue
-        options = dict(o.partition("=")[::2] for o in (rest[2] if len(rest) > 2 else "").split(","))
-        hidepid = options.get("hidepid", "0")
-        if hidepid in ("0", "off"):
-            return None
-        gid = options.get("gid")
-        if gid and gid.isdigit() and (int(gid) in os.getgroups() or int(gid) == os.getegid()):
-            return None
-        return (f"/proc is mounted with hidepid={hidepid}: this account sees only its own "
-                "processes, so another account's server can be neither found nor proven")
-    return None
+        if len(fields) >= 5 and fields[4] == "/proc" and rest and rest[0] == "proc":
+            options = dict(o.partition("=")[::2] for o in (rest[2] if len(rest) > 2 else "")
+                           .split(","))
+    if options is None:
+        return None
+    hidepid = options.get("hidepid", "0")
+    if hidepid in ("0", "off"):
+        return None
+    gid = options.get("gid")
+    if gid and gid.isdigit() and (int(gid) in os.getgroups() or int(gid) == os.getegid()):
+        return None
+    return (f"/proc is mounted with hidepid={hidepid}: this account sees only its own "
+            "processes, so another account's server can be neither found nor proven")
 
 
 def same_path(value: Optional[str], target, layout) -> bool:

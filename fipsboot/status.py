@@ -114,14 +114,10 @@ def server_processes(proc: psutil.Process, wrapper: bool, notes: List[str],
     script) are not servers. A recorded process with no OpenSSL server below it is judged
     itself, which says it is a start script. Windows' wrapper (`wrapper`) is never a server."""
     found: List[Tuple[int, Optional[dict]]] = []
-    try:
-        launcher_name = procinspect.safe_name(proc)
-    except psutil.NoSuchProcess:
-        return []
 
     def walk(p: psutil.Process, depth: int) -> None:
         try:
-            kids = p.children()
+            kids, launcher = p.children(), {"pid": p.pid, "name": procinspect.safe_name(p)}
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return
         for kid in kids:
@@ -129,7 +125,7 @@ def server_processes(proc: psutil.Process, wrapper: bool, notes: List[str],
             if kind == "gone":
                 continue
             if kind in ("openssl", "unreadable"):
-                found.append((kid.pid, {"pid": proc.pid, "name": launcher_name}))
+                found.append((kid.pid, launcher))
             elif depth < MAX_LAUNCH_DEPTH:
                 walk(kid, depth + 1)
 
