@@ -15,6 +15,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import psutil
 
+from .errors import ProfileError
+
 ENV_NAMES = ("OPENSSL_CONF", "OPENSSL_MODULES", "LD_LIBRARY_PATH")
 MODULE_NAMES = ("fips.so", "fips.dll")
 
@@ -110,7 +112,7 @@ def scan(names: Iterable[str], install_dirs: Iterable[Tuple[str, bool]],
     fold = str.lower if ignore_case else (lambda text: text)
     wanted = {fold(n) for n in names}
     dirs = list(install_dirs)
-    tools = {t for t in tools if t}
+    tools = {fold(t) for t in tools if t}
     accounts = set(users)
     skip = set(skip)
     found: Dict[int, List[str]] = {}
@@ -121,7 +123,7 @@ def scan(names: Iterable[str], install_dirs: Iterable[Tuple[str, bool]],
         why = []
         if wanted and (fold(name) in wanted or fold(_base_as_is(exe)) in wanted):
             why.append("process-names")
-        if any(under(exe, d, w) for d, w in dirs) and (exe not in tools or serving(proc)):
+        if any(under(exe, d, w) for d, w in dirs) and (fold(exe) not in tools or serving(proc)):
             why.append("install-dir")
         if why and accounts and not owned_by(proc, accounts):
             continue
@@ -234,7 +236,7 @@ def same_path(value: Optional[str], target, layout) -> bool:
     if layout.windows and os.name == "posix":  # Wine: C:\\... is a file under the prefix
         try:
             value = str(layout.host(value))
-        except Exception:  # not on a drive letter
+        except (ProfileError, ValueError):  # not on a drive letter
             return False
     elif not os.path.isabs(value):
         return False
