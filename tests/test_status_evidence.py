@@ -218,22 +218,30 @@ def test_a_start_script_through_run_is_judged_by_its_server(installation30, cert
     profile = installed(inst)
     port = free_port()
     script = " ".join(f"'{a}'" for a in s_server(inst, cert, key, port)) + "; exec sleep 60"
-    with serving(wrapper_argv(profile, "/bin/sh", "-c", script), caller_env(),
-                 tmp_path / "s") as shell:
-        servers = psutil_children(shell.pid)
-        assert len(servers) == 1
-        code, out = status(profile)
-        assert code == 0, out
-        proc = by_pid(out)[servers[0]]
-        assert proc["ok"] and proc["launcher"]["pid"] == shell.pid
-        assert proc["found_by"][0] == "run-record" and shell.pid not in by_pid(out)
-        # The server gone, the script still there (its `sleep` is no server): it says so.
-        os.kill(servers[0], 9)
-        time.sleep(0.3)
-        code, out = status(profile)
-        assert code == 1, out
-        reason = by_pid(out)[shell.pid]["problems"][0]["reason"]
-        assert "start script" in reason and "no libcrypto/libssl" in reason
+    servers = []
+    try:
+        with serving(wrapper_argv(profile, "/bin/sh", "-c", script), caller_env(),
+                     tmp_path / "s") as shell:
+            servers = psutil_children(shell.pid)
+            assert len(servers) == 1
+            code, out = status(profile)
+            assert code == 0, out
+            proc = by_pid(out)[servers[0]]
+            assert proc["ok"] and proc["launcher"]["pid"] == shell.pid
+            assert proc["found_by"][0] == "run-record" and shell.pid not in by_pid(out)
+            # The server gone, the script still there (its `sleep` is no server): it says so.
+            os.kill(servers[0], 9)
+            time.sleep(0.3)
+            code, out = status(profile)
+            assert code == 1, out
+            reason = by_pid(out)[shell.pid]["problems"][0]["reason"]
+            assert "start script" in reason and "no libcrypto/libssl" in reason
+    finally:
+        for pid in servers:  # the script's server outlives the script if an assertion failed
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
 
 
 def psutil_children(pid: int):
