@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, build, fipsboot, lay_out
+from helpers import ROOT, build, fipsboot, lay_out
 from test_robustness import stand_in_systemctl
 
 from fipsboot.journal import Journal

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import fipsboot, tree_snapshot
+from helpers import fipsboot, tree_snapshot
 from test_robustness import stand_in_systemctl
 
 

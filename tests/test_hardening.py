@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import fipsboot
+from helpers import fipsboot
 from test_robustness import login_account  # noqa: F401
 
 

@@ -5,7 +5,7 @@ import json
 import signal
 
 import pytest
-from conftest import contents, fipsboot, providers_with_env, sourced, tree_snapshot
+from helpers import contents, fipsboot, providers_with_env, sourced, tree_snapshot
 
 from fipsboot import providers
 

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import contents, fipsboot, sourced, tree_snapshot
+from helpers import contents, fipsboot, sourced, tree_snapshot
 
 from fipsboot.journal import Journal
 from fipsboot.platforms import winregistry

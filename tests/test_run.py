@@ -26,7 +26,7 @@ from typing import Dict, Iterator, List, Optional
 
 import psutil
 import pytest
-from conftest import build, fipsboot, lay_out, providers_with_env, sourced
+from helpers import build, fipsboot, lay_out, providers_with_env, sourced
 
 from fipsboot import providers
 from fipsboot.errors import EXIT_REFUSED, EXIT_USAGE

@@ -9,7 +9,7 @@ import signal
 import subprocess
 
 import pytest
-from conftest import fipsboot
+from helpers import fipsboot
 from test_run import caller_env, free_port, serving, wrapper_argv
 from test_status import status
 
