@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 from helpers import fipsboot
-from test_run import caller_env, free_port, serving, wrapper_argv
+from runhelpers import caller_env, free_port, serving, wrapper_argv
 from test_status import status
 
 pytestmark = pytest.mark.wine
