@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import pytest
+import systemdstandin
 from sampleserver import LINUX_VERSIONS, Installation, lay_out, testbed_dir
 
 __all__ = ["ROOT", "LINUX_VERSIONS", "Installation", "lay_out", "testbed_dir", "missing",
@@ -43,8 +44,10 @@ def fipsboot(*args: str, env: Optional[Dict[str, str]] = None, check: Optional[i
     """Run the real command line, as an operator or a script would."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    p = subprocess.run([sys.executable, "-m", "fipsboot", *args], capture_output=True,
-                       text=True, env=full_env, **kwargs)
+    argv = [sys.executable, "-m", "fipsboot"]
+    if full_env.get(systemdstandin.RUNTIME_VAR):  # a stand-in systemd: set up in the process
+        argv = systemdstandin.command()
+    p = subprocess.run([*argv, *args], capture_output=True, text=True, env=full_env, **kwargs)
     if check is not None:
         assert p.returncode == check, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
     return p

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from helpers import fipsboot, tree_snapshot
-from test_robustness import stand_in_systemctl
+from systemdstandin import stand_in_systemctl
 
 
 def run_json(*args: str, check: int = 0, env=None) -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers import fipsboot
+from systemdstandin import RUNTIME_VAR
 from test_robustness import login_account  # noqa: F401
 
 
@@ -524,7 +525,7 @@ def test_rollback_killed_during_a_slow_daemon_reload_then_rerun_undoes_one_check
     (bin_dir / "systemctl").write_text(
         f'#!/bin/sh\nif [ -e "{armed}" ]; then rm "{armed}"; kill -9 $PPID; sleep 5; fi\n')
     (bin_dir / "systemctl").chmod(0o755)
-    env = {"FIPSBOOT_TEST_SYSTEMD_RUNTIME": str(runtime), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env = {RUNTIME_VAR: str(runtime), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     profile = inst.write_profile(targets=[f"envfile:{inst.envfile}", "systemd:gctilca"])
     fipsboot("install", "--profile", str(profile), env=env, check=0)
     fipsboot("reset", "--profile", str(profile), env=env, check=0)

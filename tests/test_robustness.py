@@ -9,7 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fakeregistry import FakeRegistry
 from helpers import contents, fipsboot, sourced, tree_snapshot
+from systemdstandin import stand_in_systemctl
 
 from fipsboot.journal import Journal
 from fipsboot.platforms import winregistry
@@ -154,7 +156,7 @@ def test_forced_rollbacks_keep_every_edited_copy(installation30):
 
 
 def test_forced_rollback_keeps_an_edited_registry_value(state_dir):
-    fake = winregistry.FakeRegistry()
+    fake = FakeRegistry()
     fake.create_key(winregistry.HKLM, r"SYSTEM\CurrentControlSet\Control\Session Manager\Environment")
     previous = winregistry.set_registry(fake)
     try:
@@ -174,25 +176,6 @@ def test_forced_rollback_keeps_an_edited_registry_value(state_dir):
         assert kept and "C:\\\\by-hand.cnf" in kept[0].read_text()
     finally:
         winregistry.set_registry(previous)
-
-
-def stand_in_systemctl(tmp_path):
-    """systemd "running": a runtime folder and a systemctl on PATH that logs its calls and
-    fails while the file `fail` exists."""
-    runtime, bin_dir = tmp_path / "run-systemd", tmp_path / "bin"
-    runtime.mkdir()
-    bin_dir.mkdir()
-    calls, fail = tmp_path / "calls", tmp_path / "fail"
-    (bin_dir / "systemctl").write_text(
-        f'#!/bin/sh\necho "$@" >> "{calls}"\n'
-        f'if [ -e "{fail}" ]; then echo "bus error" >&2; exit 1; fi\n')
-    (bin_dir / "systemctl").chmod(0o755)
-    env = {"FIPSBOOT_TEST_SYSTEMD_RUNTIME": str(runtime),
-           "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-
-    def count() -> int:
-        return len(calls.read_text().splitlines()) if calls.exists() else 0
-    return env, fail, count
 
 
 def test_a_failed_daemon_reload_is_retried_by_the_next_run(installation30, tmp_path):
