@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
 from pathlib import Path
@@ -106,6 +107,21 @@ def installation30(testbed, tmp_path, state_dir) -> Installation:
     root = tmp_path / "server root"
     root.mkdir()
     return lay_out(build(testbed, "linux-3.0"), root, "3.0")
+
+
+@pytest.fixture
+def login_account(tmp_path):
+    """A real account in the account database (root only), removed afterwards."""
+    if os.geteuid() != 0 or not shutil.which("useradd"):
+        pytest.skip("needs root and useradd to create a test account")
+    name = f"fbt{os.getpid() % 100000}"
+    home = tmp_path / "home of user"
+    subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/bin/bash", name], check=True)
+    home.mkdir()
+    entry = pwd.getpwnam(name)
+    os.chown(home, entry.pw_uid, entry.pw_gid)
+    yield entry
+    subprocess.run(["userdel", name], check=False)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 controls, and verify/run judge everything OpenSSL reads. Each test replays an attack or an
 unlucky operator's step on the real test bed, with a real second account where one is
 involved."""
-# ruff: noqa: F811  (login_account: a fixture imported from test_robustness)
 from __future__ import annotations
 
 import json
@@ -16,7 +15,6 @@ from pathlib import Path
 import pytest
 from helpers import fipsboot
 from systemdstandin import RUNTIME_VAR
-from test_robustness import login_account  # noqa: F401
 
 
 def _journal(state_dir: Path) -> Path:

@@ -2,13 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
-import pwd
 import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
 from fakeregistry import FakeRegistry
 from helpers import contents, fipsboot, sourced, tree_snapshot
 from systemdstandin import stand_in_systemctl
@@ -264,21 +260,6 @@ def test_a_damaged_journal_is_a_message_and_run_fails_closed(installation30, sta
         assert r.returncode == 1 and "damaged" in r.stderr and "Traceback" not in r.stderr
     r = fipsboot("run", "--profile", str(profile), "--", "true")
     assert r.returncode == 78 and "damaged" in r.stderr and "Traceback" not in r.stderr
-
-
-@pytest.fixture
-def login_account(tmp_path):
-    """A real account in the account database (root only), removed afterwards."""
-    if os.geteuid() != 0 or not shutil.which("useradd"):
-        pytest.skip("needs root and useradd to create a test account")
-    name = f"fbt{os.getpid() % 100000}"
-    home = tmp_path / "home of user"
-    subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/bin/bash", name], check=True)
-    home.mkdir()
-    entry = pwd.getpwnam(name)
-    os.chown(home, entry.pw_uid, entry.pw_gid)
-    yield entry
-    subprocess.run(["userdel", name], check=False)
 
 
 def test_profile_target_of_a_real_account(installation30, login_account):
