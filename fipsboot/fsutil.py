@@ -34,7 +34,7 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 OPEN_FLAGS = NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(
     os, "O_BINARY", 0)
 TMP_SUFFIX = ".fipsboot-tmp"
-IN_WRITE_STEPS = bool(os.environ.get("FIPSBOOT_TEST_KILL_IN_WRITE"))
+IN_WRITE_STEPS = bool(os.environ.get("FIPSBOOT_TEST_KILL_IN_WRITE"))  # test seam: testseam.py
 
 
 def digest(data: Optional[bytes]) -> Optional[str]:
@@ -165,9 +165,9 @@ def atomic_write(path: Path, data: bytes, mode: Optional[int] = None,
             finally:
                 os.close(fd)
             if IN_WRITE_STEPS:  # the crash tests: a kill between the temp file and the rename
-                from . import faults
+                from . import testseam
 
-                faults.step(f"in write {path}")
+                testseam.step(f"in write {path}")
             os.replace(tmp_name, name, src_dir_fd=tmp_dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

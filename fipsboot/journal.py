@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Protocol, Tuple
 
-from . import faults, fsutil
+from . import fsutil, testseam
 from .errors import FipsbootError, HandEditError
 
 FORMAT = 1
@@ -129,7 +129,7 @@ class Journal:
                                 "account read the state folder") from None
         if raw is None:
             return {"format": FORMAT, "mode": None, "managed": {}, "extra": {}, "checkpoints": [],
-                    "follow_up": []}
+                    "follow_up": [], "rollback_open": None}
         try:
             data = json.loads(raw)
         except ValueError as e:
@@ -374,9 +374,9 @@ class Journal:
         failures = []
         for entry in reversed(cp["entries"]):
             try:
-                faults.step("restore")
+                testseam.step("restore")
                 self._restore(entry)
-            except faults.InjectedFailure:
+            except testseam.InjectedFailure:
                 raise
             except (OSError, FipsbootError, KeyError) as e:
                 failures.append(f"{entry['key']}: {e}")
@@ -446,19 +446,19 @@ class Transaction:
             missing.append(folder)
             folder = folder.parent
         for d in reversed(missing):
-            faults.step(f"record dir {d}")
+            testseam.step(f"record dir {d}")
             self._record({"kind": "dir", "key": str(d)})
             d.mkdir(mode=0o755)
 
     def write_file(self, path: Path, data: bytes, mode: Optional[int] = None,
                    owner: Optional[Tuple[int, int]] = None) -> None:
         self._backup_file(path)["after"] = fsutil.digest(data)
-        faults.step(f"write {path}")
+        testseam.step(f"write {path}")
         fsutil.atomic_write(path, data, mode, owner=owner)
 
     def remove_file(self, path: Path) -> None:
         self._backup_file(path)["after"] = None
-        faults.step(f"remove {path}")
+        testseam.step(f"remove {path}")
         fsutil.remove(path)
 
     def _backup_file(self, path: Path) -> dict:
@@ -473,11 +473,11 @@ class Transaction:
             target = self.journal.folder / "backups" / backup
             fsutil.make_or_verify_dir(self.journal.folder / "backups", 0o700)
             fsutil.make_or_verify_dir(target.parent, 0o700)
-            faults.step(f"backup {path}")
+            testseam.step(f"backup {path}")
             fsutil.atomic_write(target, old, 0o600, exact_mode=True)
             mode = st.st_mode & 0o7777
             owner = [st.st_uid, st.st_gid]
-        faults.step(f"record {path}")
+        testseam.step(f"record {path}")
         entry = {"kind": "file", "key": key, "backup": backup, "mode": mode, "owner": owner}
         self._record(entry)
         self._touched[key] = entry
@@ -487,11 +487,11 @@ class Transaction:
         store = self.journal.stores[kind]
         ident = f"{kind}:{key}"
         if ident not in self._touched:
-            faults.step(f"record {ident}")
+            testseam.step(f"record {ident}")
             self._touched[ident] = {"kind": kind, "key": key, "before": store.get(key)}
             self._record(self._touched[ident])
         self._touched[ident]["after"] = value
-        faults.step(f"set {ident}")
+        testseam.step(f"set {ident}")
         store.set(key, value)
 
     def commit(self, **state: Any) -> None:
@@ -503,7 +503,7 @@ class Transaction:
             self.journal.checkpoints.remove(self.checkpoint)  # nothing happened: no checkpoint
         else:
             self.checkpoint["status"] = "done"
-        faults.step("commit")
+        testseam.step("commit")
         self.journal._save()
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from . import environ, faults, fsutil, inifile
+from . import environ, fsutil, inifile, testseam
 from .errors import FipsbootError, FollowUpError, HandEditError, UsageError
 from .journal import Journal
 from .layout import Layout
@@ -148,7 +148,7 @@ def follow_up(journal: Journal, backend: Backend, checkpoint: Optional[int] = No
     pending = [list(item) for item in journal.follow_up]
     notes = []
     if pending:
-        faults.kill_point("follow-up")  # after the journal's last save: the kill tests stop here too
+        testseam.kill_point("follow-up")  # after the journal's last save: the kill tests stop here too
         stubs = [Change(kind, key, key, None, True, None, "") for kind, key in pending]
         try:
             notes = backend.after_apply(stubs)  # FollowUpError: stays pending

@@ -29,10 +29,7 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from conftest import lay_out, testbed_dir  # noqa: E402
+from sampleserver import lay_out, testbed_dir  # scripts/sampleserver.py, beside this script
 
 TARGET_SECONDS, TARGET_RATIO = 1.0, 10.0
 

@@ -19,9 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import lay_out, testbed_dir  # noqa: E402
+from sampleserver import lay_out, testbed_dir  # scripts/sampleserver.py, beside this script
 
 FIPSBOOT = str(Path(sys.executable).parent / "fipsboot")
 

@@ -2,38 +2,40 @@
 
 The test bed is built by `scripts/testbed.py` (the README's test command does it). In CI
 (CI=true) a missing test bed fails the run; elsewhere the tests that need it skip, saying how
-to build it.
+to build it. Shared helpers (running the command line, snapshots, the ORS-like layout) are in
+helpers.py; test modules import them from there.
 """
 from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-LINUX_VERSIONS = ["3.0", "3.5"]
+# The helpers live in helpers.py; these names stay importable from conftest for the modules
+# that still import them from here (test_status, test_tlscheck*, test_report, bench_run.py).
+from helpers import (  # noqa: F401
+    LINUX_VERSIONS,
+    ROOT,
+    Installation,
+    _missing,
+    build,
+    contents,
+    fipsboot,
+    lay_out,
+    providers_with_env,
+    sourced,
+    testbed_dir,
+    tree_snapshot,
+)
 
-
-def testbed_dir() -> Path:
-    if os.environ.get("FIPSBOOT_TESTBED_DIR"):
-        return Path(os.environ["FIPSBOOT_TESTBED_DIR"])
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("fipsboot")) / "testbed"
-
-
-def _missing(what: str):
-    msg = f"{what} is not built: run `scripts/setup.sh` (or `python scripts/testbed.py`)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(msg + " -- in CI a missing test bed is a failure", pytrace=False)
-    pytest.skip(msg)
+# test_run.py only re-exports helpers for test_status.py (see its docstring).
+collect_ignore = ["test_run.py"]
 
 
 @pytest.fixture(scope="session")
@@ -42,90 +44,6 @@ def testbed() -> Dict[str, dict]:
     if not manifest.exists():
         _missing("the OpenSSL test bed")
     return json.loads(manifest.read_text())
-
-
-def build(testbed: Dict[str, dict], name: str) -> Path:
-    if name not in testbed or not Path(testbed[name]["dir"], "build.json").exists():
-        _missing(f"test bed build {name}")
-    return Path(testbed[name]["dir"])
-
-
-@dataclass
-class Installation:
-    """A server installation laid out like ORS, in a folder whose path has a space."""
-
-    version: str  # "3.0" or "3.5"
-    root: Path  # holds install dir, config dir, security pack, targets
-    install_dir: Path
-    config_dir: Path
-    security_pack: Path
-    build: Path
-
-    @property
-    def module(self) -> Path:
-        return self.install_dir / "fips" / "fips.so"
-
-    @property
-    def openssl(self) -> Path:
-        return self.install_dir / "tools" / "openssl"
-
-    @property
-    def lib64(self) -> Path:
-        return self.install_dir / "lib64"
-
-    @property
-    def envfile(self) -> Path:
-        return self.root / "etc default" / "gctilca"
-
-    @property
-    def systemd_dir(self) -> Path:
-        return self.root / "systemd"
-
-    @property
-    def dropin(self) -> Path:
-        return self.systemd_dir / "gctilca.service.d" / "50-fipsboot.conf"
-
-    @property
-    def shell_profile(self) -> Path:
-        return self.root / "home" / ".profile"
-
-    def write_profile(self, extra_server: str = "", targets: Optional[List[str]] = None,
-                      name: str = "profile.toml") -> Path:
-        if targets is None:
-            targets = [f"envfile:{self.envfile}", "systemd:gctilca",
-                       f"profile-file:{self.shell_profile}"]
-        text = (
-            "[server]\n"
-            f"install-dir = {json.dumps(str(self.install_dir))}\n"
-            f"config-dir = {json.dumps(str(self.config_dir))}\n"
-            f"security-pack-dir = {json.dumps(str(self.security_pack))}\n"
-            f"{extra_server}\n"
-            "[account]\n"
-            f"targets = {json.dumps(targets)}\n"
-            f"systemd-dir = {json.dumps(str(self.systemd_dir))}\n"
-        )
-        path = self.root / name
-        path.write_text(text)
-        return path
-
-
-def lay_out(build_dir: Path, root: Path, version: str) -> Installation:
-    install = root / "GCTI" / "ORS 8.1.401.11"
-    for sub in ("fips", "lib64", "tools"):
-        (install / sub).mkdir(parents=True)
-    shutil.copy2(build_dir / "fips" / "fips.so", install / "fips" / "fips.so")
-    for lib in ("libcrypto.so.3", "libssl.so.3"):
-        shutil.copy2(build_dir / "lib64" / lib, install / "lib64" / lib)
-    shutil.copy2(build_dir / "bin" / "openssl", install / "tools" / "openssl")
-    config = root / "GCTI" / "ORS_FIPS_CFG"
-    config.mkdir()
-    security_pack = root / "GCTI" / "security_pack"
-    security_pack.mkdir()
-    for lib in ("libcrypto.so.3", "libssl.so.3"):
-        shutil.copy2(build_dir / "lib64" / lib, security_pack / lib)
-    (root / "etc default").mkdir()
-    (root / "home").mkdir()
-    return Installation(version, root, install, config, security_pack, build_dir)
 
 
 @pytest.fixture(scope="session")
@@ -170,7 +88,6 @@ def wine_install(testbed, wineserver, monkeypatch):
     shutil.rmtree(gcti, ignore_errors=True)
 
 
-
 @pytest.fixture
 def state_dir(tmp_path, monkeypatch) -> Path:
     state = tmp_path / "state"
@@ -192,45 +109,19 @@ def installation30(testbed, tmp_path, state_dir) -> Installation:
     return lay_out(build(testbed, "linux-3.0"), root, "3.0")
 
 
-def fipsboot(*args: str, env: Optional[Dict[str, str]] = None, check: Optional[int] = None,
-             **kwargs) -> subprocess.CompletedProcess:
-    """Run the real command line, as an operator or a script would."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    p = subprocess.run([sys.executable, "-m", "fipsboot", *args], capture_output=True,
-                       text=True, env=full_env, **kwargs)
-    if check is not None:
-        assert p.returncode == check, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
-    return p
-
-
-def sourced(path: Path, names=("OPENSSL_CONF", "OPENSSL_MODULES", "LD_LIBRARY_PATH")) -> Dict:
-    """What `. FILE` in sh defines, read back through the shell itself."""
-    script = ". \"$1\"; " + "; ".join(
-        f'if [ -n "${{{n}+x}}" ]; then printf "%s\\0%s\\0" {n} "${n}"; fi' for n in names)
-    out = subprocess.run(["sh", "-c", script, "sh", str(path)], capture_output=True, check=True,
-                         env={"PATH": os.environ["PATH"]}).stdout.decode()
-    parts = out.split("\0")[:-1]
-    return dict(zip(parts[::2], parts[1::2]))
-
-
-def tree_snapshot(root: Path) -> Dict[str, tuple]:
-    """Every file under root with its bytes and mode (to prove nothing changed)."""
-    snap = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and not p.is_symlink():
-            snap[str(p.relative_to(root))] = (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime_ns)
-    return snap
-
-
-def providers_with_env(openssl: Path, env: Dict[str, str]) -> str:
-    return subprocess.run([str(openssl), "list", "-providers"], capture_output=True, text=True,
-                          env={"PATH": os.environ["PATH"], "LANG": "C", **env}).stdout
-
-
-def contents(snapshot: Dict[str, tuple]) -> Dict[str, tuple]:
-    """A snapshot without mtimes: bytes and mode only (restored files are rewritten)."""
-    return {k: v[:2] for k, v in snapshot.items()}
+@pytest.fixture
+def login_account(tmp_path):
+    """A real account in the account database (root only), removed afterwards."""
+    if os.geteuid() != 0 or not shutil.which("useradd"):
+        pytest.skip("needs root and useradd to create a test account")
+    name = f"fbt{os.getpid() % 100000}"
+    home = tmp_path / "home of user"
+    subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/bin/bash", name], check=True)
+    home.mkdir()
+    entry = pwd.getpwnam(name)
+    os.chown(home, entry.pw_uid, entry.pw_gid)
+    yield entry
+    subprocess.run(["userdel", name], check=False)
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 from typing import Dict, List
 
 import pytest
-from conftest import ROOT, build, lay_out
+from helpers import ROOT, build, lay_out
 
 pytestmark = pytest.mark.testbed
 

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, build, fipsboot, lay_out
-from test_robustness import stand_in_systemctl
+from helpers import ROOT, build, fipsboot, lay_out
+from systemdstandin import launcher, stand_in_systemctl
 
 from fipsboot.journal import Journal
 
@@ -43,7 +43,8 @@ def test_module_reports_exit_5_3_and_4(testbed, tmp_path, monkeypatch):
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps({"all": {"hosts": {"failures": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-        "fipsboot_executable": str(BIN / "fipsboot"),
+        # the stand-in systemd of the exit-5 case is set up inside fipsboot by this launcher
+        "fipsboot_executable": str(launcher(tmp_path)),
         **{k: {"profile": v["profile"], "environment": v["environment"]} for k, v in cases.items()},
     }}}}))
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "ansible"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_collection_passes_ansible_test_sanity():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from conftest import fipsboot, tree_snapshot
-from test_robustness import stand_in_systemctl
+from helpers import fipsboot, tree_snapshot
+from systemdstandin import stand_in_systemctl
 
 
 def run_json(*args: str, check: int = 0, env=None) -> dict:

@@ -2,7 +2,6 @@
 controls, and verify/run judge everything OpenSSL reads. Each test replays an attack or an
 unlucky operator's step on the real test bed, with a real second account where one is
 involved."""
-# ruff: noqa: F811  (login_account: a fixture imported from test_robustness)
 from __future__ import annotations
 
 import json
@@ -14,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import fipsboot
-from test_robustness import login_account  # noqa: F401
+from helpers import fipsboot
+from systemdstandin import RUNTIME_VAR
 
 
 def _journal(state_dir: Path) -> Path:
@@ -524,7 +523,7 @@ def test_rollback_killed_during_a_slow_daemon_reload_then_rerun_undoes_one_check
     (bin_dir / "systemctl").write_text(
         f'#!/bin/sh\nif [ -e "{armed}" ]; then rm "{armed}"; kill -9 $PPID; sleep 5; fi\n')
     (bin_dir / "systemctl").chmod(0o755)
-    env = {"FIPSBOOT_TEST_SYSTEMD_RUNTIME": str(runtime), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env = {RUNTIME_VAR: str(runtime), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     profile = inst.write_profile(targets=[f"envfile:{inst.envfile}", "systemd:gctilca"])
     fipsboot("install", "--profile", str(profile), env=env, check=0)
     fipsboot("reset", "--profile", str(profile), env=env, check=0)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict
 
 import pytest
-from conftest import build
+from helpers import build
 
 VENV = "/opt/fipsboot"
 FIPSBOOT = f"{VENV}/bin/fipsboot"

@@ -8,7 +8,7 @@ import signal
 import subprocess
 
 import pytest
-from conftest import contents, fipsboot, providers_with_env, sourced, tree_snapshot
+from helpers import contents, fipsboot, providers_with_env, sourced, tree_snapshot
 
 from fipsboot import fsutil, providers
 from fipsboot.journal import Journal

@@ -5,7 +5,7 @@ import json
 import signal
 
 import pytest
-from conftest import contents, fipsboot, providers_with_env, sourced, tree_snapshot
+from helpers import contents, fipsboot, providers_with_env, sourced, tree_snapshot
 
 from fipsboot import providers
 
@@ -163,3 +163,11 @@ def test_kill_9_then_the_same_command_completes(installation30, command):
     assert step > 3
     if command == "rollback":
         assert contents(tree_snapshot(inst.root)) == start
+
+
+def test_rollback_of_a_never_installed_installation_says_there_is_nothing(installation30):
+    profile = installation30.write_profile()
+    r = fipsboot("rollback", "--profile", str(profile), "--json")
+    assert r.returncode == 1, r.stderr
+    out = json.loads(r.stdout)
+    assert "nothing to roll back" in out["error"] and out["exit_code"] == 1

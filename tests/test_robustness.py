@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
-import pwd
 import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
-from conftest import contents, fipsboot, sourced, tree_snapshot
+from fakeregistry import FakeRegistry
+from helpers import contents, fipsboot, sourced, tree_snapshot
+from systemdstandin import stand_in_systemctl
 
 from fipsboot.journal import Journal
 from fipsboot.platforms import winregistry
@@ -154,7 +152,7 @@ def test_forced_rollbacks_keep_every_edited_copy(installation30):
 
 
 def test_forced_rollback_keeps_an_edited_registry_value(state_dir):
-    fake = winregistry.FakeRegistry()
+    fake = FakeRegistry()
     fake.create_key(winregistry.HKLM, r"SYSTEM\CurrentControlSet\Control\Session Manager\Environment")
     previous = winregistry.set_registry(fake)
     try:
@@ -174,25 +172,6 @@ def test_forced_rollback_keeps_an_edited_registry_value(state_dir):
         assert kept and "C:\\\\by-hand.cnf" in kept[0].read_text()
     finally:
         winregistry.set_registry(previous)
-
-
-def stand_in_systemctl(tmp_path):
-    """systemd "running": a runtime folder and a systemctl on PATH that logs its calls and
-    fails while the file `fail` exists."""
-    runtime, bin_dir = tmp_path / "run-systemd", tmp_path / "bin"
-    runtime.mkdir()
-    bin_dir.mkdir()
-    calls, fail = tmp_path / "calls", tmp_path / "fail"
-    (bin_dir / "systemctl").write_text(
-        f'#!/bin/sh\necho "$@" >> "{calls}"\n'
-        f'if [ -e "{fail}" ]; then echo "bus error" >&2; exit 1; fi\n')
-    (bin_dir / "systemctl").chmod(0o755)
-    env = {"FIPSBOOT_TEST_SYSTEMD_RUNTIME": str(runtime),
-           "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-
-    def count() -> int:
-        return len(calls.read_text().splitlines()) if calls.exists() else 0
-    return env, fail, count
 
 
 def test_a_failed_daemon_reload_is_retried_by_the_next_run(installation30, tmp_path):
@@ -281,21 +260,6 @@ def test_a_damaged_journal_is_a_message_and_run_fails_closed(installation30, sta
         assert r.returncode == 1 and "damaged" in r.stderr and "Traceback" not in r.stderr
     r = fipsboot("run", "--profile", str(profile), "--", "true")
     assert r.returncode == 78 and "damaged" in r.stderr and "Traceback" not in r.stderr
-
-
-@pytest.fixture
-def login_account(tmp_path):
-    """A real account in the account database (root only), removed afterwards."""
-    if os.geteuid() != 0 or not shutil.which("useradd"):
-        pytest.skip("needs root and useradd to create a test account")
-    name = f"fbt{os.getpid() % 100000}"
-    home = tmp_path / "home of user"
-    subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/bin/bash", name], check=True)
-    home.mkdir()
-    entry = pwd.getpwnam(name)
-    os.chown(home, entry.pw_uid, entry.pw_gid)
-    yield entry
-    subprocess.run(["userdel", name], check=False)
 
 
 def test_profile_target_of_a_real_account(installation30, login_account):

@@ -9,8 +9,8 @@ import signal
 import subprocess
 
 import pytest
-from conftest import fipsboot
-from test_run import caller_env, free_port, serving, wrapper_argv
+from helpers import fipsboot
+from runhelpers import caller_env, free_port, serving, wrapper_argv
 from test_status import status
 
 pytestmark = pytest.mark.wine

@@ -6,7 +6,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import providers_with_env
+from helpers import providers_with_env
 
 FIPS_CNF = """config_diagnostics = 1
 openssl_conf = openssl_init

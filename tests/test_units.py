@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import build, sourced
+from helpers import build, sourced
 
 from fipsboot import environ, fipsmodule, opensslcnf
 from fipsboot.errors import FipsbootError

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
-from conftest import Installation, build, fipsboot, lay_out, sourced
+from helpers import Installation, build, fipsboot, lay_out, sourced
 
 from fipsboot import providers
 

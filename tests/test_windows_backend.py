@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fakeregistry import FakeRegistry
 
 from fipsboot import environ
 from fipsboot.errors import FipsbootError, HandEditError
@@ -31,7 +32,6 @@ from fipsboot.platforms.winregistry import (
     REG_EXPAND_SZ,
     REG_MULTI_SZ,
     REG_SZ,
-    FakeRegistry,
 )
 from fipsboot.profile import parse
 

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import fipsboot
+from helpers import fipsboot
 
 from fipsboot import providers
 

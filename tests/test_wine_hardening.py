@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 
 import pytest
-from conftest import build, fipsboot
+from helpers import build, fipsboot
 
 pytestmark = pytest.mark.wine
 

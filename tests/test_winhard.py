@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from fakeregistry import FakeRegistry
 
 from fipsboot import environ, verify
 from fipsboot.errors import OpenSSLError, ProfileError
@@ -27,7 +28,6 @@ from fipsboot.platforms.winregistry import (
     REG_EXPAND_SZ,
     REG_MULTI_SZ,
     REG_SZ,
-    FakeRegistry,
     expand_environment_strings,
 )
 from fipsboot.profile import parse

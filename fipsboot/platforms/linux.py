@@ -401,6 +401,9 @@ def account(user: str):
 
 class LinuxBackend(Backend):
     name = "linux"
+    # sd_booted(3): systemd is the running init when this folder exists. A class attribute so
+    # that tests can point it at a folder of their own (tests/systemdstandin.py).
+    systemd_runtime = Path("/run/systemd/system")
 
     def targets(self, profile) -> List[EnvTarget]:
         out: List[EnvTarget] = []
@@ -427,10 +430,7 @@ class LinuxBackend(Backend):
         import shutil
         import subprocess
 
-        # sd_booted(3): systemd is the running init when this folder exists. Tests point the
-        # check at a folder of their own (with a stand-in systemctl on PATH).
-        booted = Path(os.environ.get("FIPSBOOT_TEST_SYSTEMD_RUNTIME", "/run/systemd/system"))
-        if not booted.is_dir() or not shutil.which("systemctl"):
+        if not self.systemd_runtime.is_dir() or not shutil.which("systemctl"):
             return ["systemd is not the running init here: `systemctl daemon-reload` skipped"]
         r = subprocess.run(["systemctl", "daemon-reload"], capture_output=True, text=True)
         if r.returncode:

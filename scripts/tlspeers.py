@@ -1,4 +1,4 @@
-"""Real TLS peers for the tls-check tests: certificates made here with `cryptography`, Debian's
+"""Real TLS peers for the tls-check tests and the demo: certificates made here with `cryptography`, Debian's
 redis-server with TLS, and `openssl s_server` where Redis has no option for the case.
 
 Each server listens on a free loopback port with its own temporary folder and is stopped when
@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
@@ -170,6 +169,8 @@ def _plain_env(folder: Path, legacy: bool = False) -> Dict[str, str]:
 def redis_server() -> str:
     path = shutil.which("redis-server")
     if path is None:
+        import pytest  # here, not at the top: scripts/demo.py uses this module without pytest
+
         msg = "redis-server is not installed: run scripts/setup.sh"
         if os.environ.get("CI") == "true":
             pytest.fail(msg, pytrace=False)
