@@ -24,6 +24,7 @@ from .profile import Profile, TlsSettings
 from .tlshandshake import Handshake, run_handshakes, s_client_args
 from .tlsmaterial import (
     MaterialError,
+    judge_cert_key,
     judge_key,
     keys_match,
     load_cert_dir,
@@ -176,16 +177,22 @@ def static_checks(tls: TlsSettings, layout: Layout, provider_sigs: Optional[set]
     elif tls.cert:
         checks.append(passed("tls-cert-key", "cert and key are given together"))
     if chain and key is not None:
-        if keys_match(chain[0], key):
+        match = keys_match(chain[0], key)
+        if match:
             checks.append(passed("tls-key-match", f"the key matches {subject(chain[0])}"))
+        elif match is None:
+            checks.append(failed("tls-key-match", f"can't tell whether the key {tls.key} belongs "
+                                 f"to {subject(chain[0])} in {tls.cert}: the certificate's key "
+                                 "type is not supported (see tls-key-type)",
+                                 "use an RSA-2048+ or ECDSA P-256/P-384 key and certificate"))
         else:
             checks.append(failed("tls-key-match", f"the key {tls.key} does not belong to the "
                                  f"certificate {subject(chain[0])} in {tls.cert}: the server "
                                  "can't use them", "point key at the private key of cert (or "
                                  "cert at the certificate of key)"))
-    public = chain[0].public_key() if chain else (key.public_key() if key is not None else None)
-    if public is not None:
-        v = judge_key(public, provider_sigs)
+    v = (judge_cert_key(chain[0], provider_sigs) if chain else
+         judge_key(key.public_key(), provider_sigs) if key is not None else None)
+    if v is not None:
         if v.ok:
             checks.append(passed("tls-key-type", f"{v.label}: FIPS-approved", key=v.label))
         else:
@@ -243,7 +250,7 @@ def peer_findings(peer: Peer, results: Dict[str, Handshake], sentence: str, fact
                             "reissue the peer's certificate signed with SHA-256 or better",
                             peer=peer.spec))
     if chain:
-        v = judge_key(chain[0].public_key(), fips_sigs)
+        v = judge_cert_key(chain[0], fips_sigs)
         if not v.ok:
             found.append(warned("tls-peer-key", f"{peer.spec}: the peer's key is {v.why}" + outcome,
                                 "reissue the peer's certificate with an RSA-2048+ or ECDSA "
@@ -287,7 +294,7 @@ def check_peers(openssl: OpenSSL, tls: TlsSettings, fips_env: Dict[str, str],
             "peer": peer.spec, "ok": v.status == WORKS, "status": v.status,
             "verdict": v.sentence, "fix": v.fix, "sni": tls.sni,
             "findings": [f.reason for f in findings],
-            "chain": [{"subject": subject(c), "key": judge_key(c.public_key(), fips_sigs).label,
+            "chain": [{"subject": subject(c), "key": judge_cert_key(c, fips_sigs).label,
                        "signature_hash": signature_hash(c)} for c in chain],
             "handshakes": {name: h.to_json() for name, h in results.items()},
         })

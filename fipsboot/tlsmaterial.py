@@ -26,6 +26,9 @@ PEM_CERT_RE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE--
 APPROVED_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 REFUSED_HASHES = {"sha1": "SHA-1", "md5": "MD5"}
 EXPIRY_WARNING = datetime.timedelta(days=30)
+# Key types `cryptography` can't load, by the OID in the certificate's key parameters
+UNSUPPORTED_NAMES = {"1.2.156.10197.1.301": "SM2"}
+OID_RE = re.compile(r"\b\d+(?:\.\d+){3,}\b")
 
 
 class MaterialError(Exception):
@@ -111,8 +114,37 @@ def public_der(key) -> bytes:
                             serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def keys_match(cert: x509.Certificate, private_key) -> bool:
-    return public_der(cert.public_key()) == public_der(private_key.public_key())
+def unsupported_key_name(cert: x509.Certificate, error: Exception) -> str:
+    """'SM2' (or the OID, or cryptography's words) for a key `cryptography` can't load."""
+    oid = OID_RE.search(str(error))
+    if oid:
+        return UNSUPPORTED_NAMES.get(oid.group(0), oid.group(0))
+    try:
+        return cert.public_key_algorithm_oid.dotted_string
+    except (AttributeError, ValueError):
+        return str(error) or "unknown"
+
+
+def keys_match(cert: x509.Certificate, private_key) -> Optional[bool]:
+    """None when the certificate's key is of a type that can't be loaded (then it can't be
+    compared; judge_cert_key names it)."""
+    try:
+        cert_key = cert.public_key()
+    except (UnsupportedAlgorithm, ValueError):
+        return None
+    return public_der(cert_key) == public_der(private_key.public_key())
+
+
+def judge_cert_key(cert: x509.Certificate, provider_sigs: Optional[set] = None) -> KeyVerdict:
+    """judge_key for a certificate's key, which may come from a hostile peer: a key type
+    `cryptography` can't even load (SM2, odd curves) is named, never raised."""
+    try:
+        public_key = cert.public_key()
+    except (UnsupportedAlgorithm, ValueError) as e:
+        name = unsupported_key_name(cert, e)
+        return KeyVerdict(f"unsupported key type {name}", False,
+                          why=f"unsupported key type {name} in {subject(cert)}: not FIPS-approved")
+    return judge_key(public_key, provider_sigs)
 
 
 def judge_key(public_key, provider_sigs: Optional[set] = None) -> KeyVerdict:
