@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import click
 
 from . import __version__
-from .errors import EXIT_FAILED, EXIT_OK, FipsbootError
+from .errors import EXIT_FAILED, EXIT_OK, FipsbootError, UsageError
 
 
 def _default(o):
@@ -93,7 +93,28 @@ force_option = click.option("--force", is_flag=True,
                             help="overwrite files edited by hand (the edited copy is journaled)")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class JsonGroup(click.Group):
+    """Click's own usage errors (unknown option, missing --profile) as
+    {"error","fix","exit_code"} when --json is on the command line, like every other error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        argv = list(sys.argv[1:] if args is None else args)
+        ours = argv[:argv.index("--")] if "--" in argv else argv  # not the server's own args
+        if not standalone_mode or "--json" not in ours:
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            command = e.ctx.command_path if e.ctx else "fipsboot"
+            abort(UsageError(e.format_message(), f"see `{command} --help` for the options"), True)
+        except click.ClickException as e:
+            abort(FipsbootError(e.format_message()), True)
+        except click.Abort:
+            abort(FipsbootError("aborted"), True)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=JsonGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fipsboot")
 def main() -> None:
     """Put a server that ships its own OpenSSL 3 FIPS provider into FIPS mode, keep it there,
@@ -330,15 +351,13 @@ def report(profile_path: str, html_path: Optional[str], as_json: bool) -> None:
     not)."""
     def go() -> int:
         from .report import build, text_lines
+        from .reporthtml import check_target, write
 
-        result = build(load_profile(profile_path))
-        if html_path:
-            from pathlib import Path
-
-            from .fsutil import atomic_write
-            from .reporthtml import render
-
-            atomic_write(Path(html_path), render(result).encode("utf-8"), 0o644)
+        profile = load_profile(profile_path)
+        target = check_target(html_path) if html_path else None  # before the slow part
+        result = build(profile)
+        if target:
+            write(target, result)
         emit(result, as_json, lambda r: [say(line) for line in text_lines(r)])
         return result["exit_code"]
     guarded(as_json, go)

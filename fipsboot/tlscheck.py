@@ -24,6 +24,7 @@ from .profile import Profile, TlsSettings
 from .tlshandshake import Handshake, run_handshakes, s_client_args
 from .tlsmaterial import (
     MaterialError,
+    host_matches,
     judge_cert_key,
     judge_key,
     keys_match,
@@ -255,6 +256,18 @@ def peer_findings(peer: Peer, results: Dict[str, Handshake], sentence: str, fact
             found.append(warned("tls-peer-key", f"{peer.spec}: the peer's key is {v.why}" + outcome,
                                 "reissue the peer's certificate with an RSA-2048+ or ECDSA "
                                 "P-256/P-384 key", peer=peer.spec, key=v.label))
+    if chain:
+        # s_client checks the chain, not the name: a certificate issued to another host
+        # verifies, but a client that checks the host name (as it should) refuses it
+        named, names = host_matches(chain[0], peer.host)
+        if not named:
+            found.append(warned("tls-peer-hostname", f"{peer.spec}: the peer's certificate "
+                                f"{subject(chain[0])} is issued to "
+                                f"{', '.join(names) or 'no host name'}, not to {peer.host}: a "
+                                "client that checks the host name refuses it",
+                                f"reissue the peer's certificate with {peer.host} in its "
+                                "subjectAltName, or name the peer in [tls] peers / --peer by a "
+                                "name the certificate carries", peer=peer.spec, names=names))
     probe = results["non-fips, approved groups only"]
     if plain.ok and not probe.negotiated:
         found.append(warned("tls-peer-group", f"{peer.spec}: the peer offers only the "
@@ -326,10 +339,13 @@ def tls_check(profile: Profile, peers: Sequence[str] = (), cert: Optional[str] =
     ok = verdict_ok(checks, strict)
     working = sum(1 for r in reports if r["ok"])
     failing = [c for c in checks if c.fails(strict)]
-    summary = (f"{working} of {len(reports)} peer(s) work in FIPS mode; "
-               + (f"{len(failing)} check(s) fail" if failing else "no check fails"))
-    if tls.peers and not reports:
-        summary += "; peers not checked: the FIPS environment has no active fips provider"
+    if reports:
+        peers_said = f"{working} of {len(reports)} peer(s) work in FIPS mode"
+    elif tls.peers:
+        peers_said = "peers not checked: the FIPS environment has no active fips provider"
+    else:
+        peers_said = "no peers given (only the server's own certificate, key and CAs checked)"
+    summary = f"{peers_said}; " + (f"{len(failing)} check(s) fail" if failing else "no check fails")
     return {"ok": ok, "exit_code": 0 if ok else 1, "strict": strict, "summary": summary,
             "fips_environment": source, "fips_provider": facts.get("fips_version"),
             "checks": checks, "peers": reports}

@@ -9,6 +9,7 @@ provider, for instance), since that differs between provider versions.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 import re
 import stat
@@ -20,6 +21,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import NameOID
 
 MAX_FILE = 1 << 20  # a certificate bundle is kilobytes; never slurp a device or a huge file
 PEM_CERT_RE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
@@ -228,3 +230,51 @@ def validity_problems(certs: Sequence[Tuple[str, x509.Certificate]],
             warnings.append(f"{where}: {subject(cert)} expires on {after:%Y-%m-%d} "
                             f"({(after - now).days} days)")
     return errors, warnings
+
+
+def certificate_names(cert: x509.Certificate, ip: bool) -> List[str]:
+    """The names a client checks the host against, as OpenSSL does: the subjectAltName's DNS
+    names (its IP addresses for an IP), and the subject's CN only when there is no DNS name."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    except ValueError:  # a damaged extension: no name can be trusted
+        return []
+    if ip:
+        return [str(a) for a in san.get_values_for_type(x509.IPAddress)] if san else []
+    dns = san.get_values_for_type(x509.DNSName) if san else []
+    if dns:
+        return dns
+    return [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+
+
+def _name_matches(pattern: str, host: str) -> bool:
+    """RFC 6125: exact (case-insensitive), or "*." as the whole left-most label standing for
+    exactly one label, with at least two labels after it ("*.com" matches nothing)."""
+    pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
+    if pattern == host:
+        return True
+    if pattern.startswith("*.") and "*" not in pattern[2:] and pattern[2:].count(".") >= 1:
+        first, _, rest = host.partition(".")
+        return bool(first) and rest == pattern[2:]
+    return False
+
+
+def host_matches(cert: x509.Certificate, host: str) -> Tuple[bool, List[str]]:
+    """(does the certificate name `host`?, the names it carries)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    names = certificate_names(cert, ip=address is not None)
+    if address is not None:
+        return any(_same_ip(n, address) for n in names), names
+    return any(_name_matches(n, host) for n in names), names
+
+
+def _same_ip(name: str, address) -> bool:
+    try:
+        return ipaddress.ip_address(name) == address
+    except ValueError:
+        return False
