@@ -188,13 +188,16 @@ def signature_hash(cert: x509.Certificate) -> Optional[str]:
     """The hash of the certificate's signature ('sha256'), None for EdDSA (no separate hash)."""
     try:
         algorithm = cert.signature_hash_algorithm
-    except UnsupportedAlgorithm:
+    except (UnsupportedAlgorithm, ValueError):
         return cert.signature_algorithm_oid.dotted_string
     return algorithm.name if algorithm is not None else None
 
 
 def subject(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or "(empty subject)"
+    try:
+        return cert.subject.rfc4514_string() or "(empty subject)"
+    except ValueError:  # a peer's subject that can't be decoded: named, not raised
+        return "(undecodable subject)"
 
 
 def weak_signatures(certs: Iterable[Tuple[str, x509.Certificate]]) -> List[str]:
@@ -246,7 +249,10 @@ def certificate_names(cert: x509.Certificate, ip: bool) -> List[str]:
     dns = san.get_values_for_type(x509.DNSName) if san else []
     if dns:
         return dns
-    return [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    try:
+        return [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    except ValueError:
+        return []
 
 
 def _name_matches(pattern: str, host: str) -> bool:
