@@ -105,3 +105,12 @@ def test_profile_errors_carry_a_fix(tmp_path, text, words):
     err = json.loads(fipsboot("verify", "--profile", str(tmp_path / "none.toml"), "--json",
                               check=2).stdout)
     assert "profile not found" in err["error"] and "--profile" in err["fix"]
+
+
+def test_run_usage_errors_are_json_under_json_too():
+    """`run` parses its own options (no click on the start-up path): the same contract."""
+    r = fipsboot("run", "--json", "--bogus", "--", "/bin/true", check=2)
+    err = json.loads(r.stdout)
+    assert err["exit_code"] == 2 and "no such option: --bogus" in err["error"] and err["fix"]
+    err = json.loads(fipsboot("run", "--json", "--", "/bin/true", check=2).stdout)
+    assert "--profile is required" in err["error"] and "--profile PROFILE" in err["fix"]
