@@ -32,7 +32,7 @@ def abort(error: FipsbootError, as_json: bool) -> None:
                                **getattr(error, "result", {})}, indent=1))
     else:
         # an error may quote OpenSSL's output over several lines: each line made printable
-        first, *more = str(error).split("\n")
+        first, *more = str(error).rstrip().split("\n")
         say(f"fipsboot: error: {first}", err=True)
         for line in more:
             say(f"  {line}", err=True)
