@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import click
 
 from . import __version__
-from .errors import EXIT_FAILED, EXIT_OK, FipsbootError
+from .errors import EXIT_FAILED, EXIT_OK, FipsbootError, UsageError
 
 
 def _default(o):
@@ -20,7 +20,7 @@ def _default(o):
 
 def emit(result: dict, as_json: bool, text: Callable[[dict], None]) -> None:
     if as_json:
-        click.echo(json.dumps(result, indent=1, default=_default))
+        click.echo(json.dumps(result, indent=1, default=_default))  # JSON escapes by itself
     else:
         text(result)
 
@@ -31,10 +31,22 @@ def abort(error: FipsbootError, as_json: bool) -> None:
         click.echo(json.dumps({"error": str(error), "fix": error.fix, "exit_code": error.exit_code,
                                **getattr(error, "result", {})}, indent=1))
     else:
-        click.echo(f"fipsboot: error: {error}", err=True)
+        # an error may quote OpenSSL's output over several lines: each line made printable
+        first, *more = str(error).rstrip().split("\n")
+        say(f"fipsboot: error: {first}", err=True)
+        for line in more:
+            say(f"  {line}", err=True)
         if error.fix:
-            click.echo(f"fix: {error.fix}", err=True)
+            say(f"fix: {error.fix}", err=True)
     sys.exit(error.exit_code)
+
+
+def say(line: str = "", err: bool = False) -> None:
+    """One line of text output: untrusted values in it (process names, certificate subjects,
+    OpenSSL's lines) can't move the cursor, retitle the terminal or start a forged line."""
+    from .printable import printable
+
+    click.echo(printable(line), err=err)
 
 
 def load_profile(path: str):
@@ -57,18 +69,18 @@ def guarded(as_json: bool, fn: Callable[[], int]) -> None:
 def print_plan(result: dict) -> None:
     plan = result.get("plan")
     verb = {"dry-run": "would change", "unchanged": "unchanged"}.get(result["status"], "changed")
-    click.echo(f"{result['command']}: {result['status']}")
+    say(f"{result['command']}: {result['status']}")
     for c in plan.changes if plan else []:
-        click.echo(f"  {c.action:9} {c.label}" + (f"  ({c.key})" if c.key not in c.label else ""))
+        say(f"  {c.action:9} {c.label}" + (f"  ({c.key})" if c.key not in c.label else ""))
         for name, (old, new) in c.variables.items():
             if old != new:
-                click.echo(f"            {name}: {old!r} -> {new!r}")
+                say(f"            {name}: {old!r} -> {new!r}")
         for note in c.notes if c.changed else []:
-            click.echo(f"            note: {note}")
+            say(f"            note: {note}")
     if plan and not plan.pending and verb != "unchanged":
-        click.echo("  nothing to change")
+        say("  nothing to change")
     for note in result.get("notes", []):
-        click.echo(f"note: {note}")
+        say(f"note: {note}")
 
 
 TLS_NOTE = ("the profile has a [tls] section: `fipsboot tls-check --profile PROFILE` checks that "
@@ -81,7 +93,28 @@ force_option = click.option("--force", is_flag=True,
                             help="overwrite files edited by hand (the edited copy is journaled)")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class JsonGroup(click.Group):
+    """Click's own usage errors (unknown option, missing --profile) as
+    {"error","fix","exit_code"} when --json is on the command line, like every other error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        argv = list(sys.argv[1:] if args is None else args)
+        ours = argv[:argv.index("--")] if "--" in argv else argv  # not the server's own args
+        if not standalone_mode or "--json" not in ours:
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            command = e.ctx.command_path if e.ctx else "fipsboot"
+            abort(UsageError(e.format_message(), f"see `{command} --help` for the options"), True)
+        except click.ClickException as e:
+            abort(FipsbootError(e.format_message()), True)
+        except click.Abort:
+            abort(FipsbootError("aborted"), True)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=JsonGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fipsboot")
 def main() -> None:
     """Put a server that ships its own OpenSSL 3 FIPS provider into FIPS mode, keep it there,
@@ -127,12 +160,12 @@ def verify(profile_path: str, fast: bool, strict: bool, as_json: bool) -> None:
         def text(r: dict) -> None:
             for c in checks:
                 label = "PASS" if c.ok else ("FAIL" if c.fails(strict) else "WARN")
-                click.echo(f"{label}  {c.name:15} {c.reason}")
+                say(f"{label}  {c.name:15} {c.reason}")
                 if not c.ok and c.fix:
-                    click.echo(f"      {'':15} fix: {c.fix}")
-            click.echo(f"verify ({mode}): {'passed' if ok else 'FAILED'}")
+                    say(f"      {'':15} fix: {c.fix}")
+            say(f"verify ({mode}): {'passed' if ok else 'FAILED'}")
             if profile.tls is not None:
-                click.echo(f"note: {TLS_NOTE}")
+                say(f"note: {TLS_NOTE}")
         emit(result, as_json, text)
         return EXIT_OK if ok else EXIT_FAILED
     guarded(as_json, go)
@@ -185,9 +218,9 @@ def rollback(profile_path: str, to: Optional[int], list_only: bool, dry_run: boo
             result = core.checkpoints(profile)
 
             def text(r: dict) -> None:
-                click.echo(f"mode: {r['mode']}")
+                say(f"mode: {r['mode']}")
                 for c in r["checkpoints"]:
-                    click.echo(f"  {c['id']:3}  {c['time']}  {c['command']:8} {c['status']:12} "
+                    say(f"  {c['id']:3}  {c['time']}  {c['command']:8} {c['status']:12} "
                                f"{len(c['changes'])} change(s)")
             emit(result, as_json, text)
             return EXIT_OK
@@ -196,16 +229,16 @@ def rollback(profile_path: str, to: Optional[int], list_only: bool, dry_run: boo
         def text(r: dict) -> None:
             if r["dry_run"]:
                 for c in r["would_undo"]:
-                    click.echo(f"would undo {c['id']} ({c['command']}): {', '.join(c['restores'])}")
+                    say(f"would undo {c['id']} ({c['command']}): {', '.join(c['restores'])}")
                 if r["edited_since"]:
-                    click.echo(f"edited since fipsboot wrote them (needs --force): "
+                    say(f"edited since fipsboot wrote them (needs --force): "
                                f"{', '.join(r['edited_since'])}")
                 return
             for c in r["undone"]:
-                click.echo(f"undid {c['id']} ({c['command']}): {', '.join(c['restored']) or '-'}")
-            click.echo(f"mode now: {r['mode'] or 'as before fipsboot'}")
+                say(f"undid {c['id']} ({c['command']}): {', '.join(c['restored']) or '-'}")
+            say(f"mode now: {r['mode'] or 'as before fipsboot'}")
             for note in r.get("notes", []):
-                click.echo(f"note: {note}")
+                say(f"note: {note}")
         emit(result, as_json, text)
         return EXIT_OK
     guarded(as_json, go)
@@ -230,40 +263,41 @@ def status(profile_path: str, require_running: bool, as_json: bool) -> None:
 
 
 def print_status(r: dict) -> None:
-    click.echo(f"mode: {r['mode']}" + (f" (last change: {r['last_change']['command']} at "
+    say(f"mode: {r['mode']}" + (f" (last change: {r['last_change']['command']} at "
                                        f"{r['last_change']['time']})"
                                        if r["last_change"]["time"] else ""))
     for p in r["processes"]:
         label = "OK  " if p["ok"] else "FAIL"
-        click.echo(f"{label} PID {p['pid']} {p['name']}  user {p['user'] or '(not readable)'}, "
+        say(f"{label} PID {p['pid']} {p['name']}  user {p['user'] or '(not readable)'}, "
                    f"started {p['started']}, found by {', '.join(p['found_by'])}")
         if p["cmdline"]:
-            click.echo(f"       command: {' '.join(p['cmdline'])}")
+            say(f"       command: {' '.join(p['cmdline'])}")
         fips = p["fips_module"]
-        click.echo(f"       fips provider: {fips['state']}"
+        say(f"       fips provider: {fips['state']}"
                    + (f" ({', '.join(fips['paths'])})" if fips["paths"] else "")
                    + (f": {fips['reason']}" if fips.get("reason") else ""))
         if p["libraries"]:
-            click.echo(f"       libraries: {', '.join(p['libraries'])}")
+            say(f"       libraries: {', '.join(p['libraries'])}")
         env = p["environment"]
         if env["readable"]:
-            click.echo("       environment: " + ", ".join(
+            say("       environment: " + ", ".join(
                 f"{k}={env[k]}" if env[k] is not None else f"{k} unset"
                 for k in ("OPENSSL_CONF", "OPENSSL_MODULES", "LD_LIBRARY_PATH")))
         else:
-            click.echo(f"       environment: {env['reason']}")
+            say(f"       environment: {env['reason']}")
         for problem in p["problems"]:
-            click.echo(f"       why: {problem['reason']}")
-            click.echo(f"       fix: {problem['fix']}")
+            say(f"       why: {problem['reason']}")
+            say(f"       fix: {problem['fix']}")
     if not r["processes"]:
-        click.echo("no running server found")
+        say("no running server found")
     for c in r["checks"]:
         if not c["name"].startswith("process ") and not c["ok"]:
-            click.echo(f"FAIL {c['name']}: {c['reason']}" + (f"\n     fix: {c['fix']}" if c["fix"]
-                                                           else ""))
+            say(f"FAIL {c['name']}: {c['reason']}")
+            if c["fix"]:
+                say(f"     fix: {c['fix']}")
     for note in r["notes"]:
-        click.echo(f"note: {note}")
-    click.echo(f"status: {r['summary']} (exit {r['exit_code']})")
+        say(f"note: {note}")
+    say(f"status: {r['summary']} (exit {r['exit_code']})")
 @main.command("tls-check")
 @profile_option
 @click.option("--peer", "peers", multiple=True, metavar="HOST:PORT",
@@ -285,21 +319,21 @@ def tls_check(profile_path: str, peers: tuple, cert: Optional[str], key: Optiona
         def text(r: dict) -> None:
             for c in r["checks"]:
                 label = "PASS" if c.ok else ("FAIL" if c.fails(strict) else "WARN")
-                click.echo(f"{label}  {c.name:23} {c.reason}")
+                say(f"{label}  {c.name:23} {c.reason}")
                 if not c.ok and c.fix:
-                    click.echo(f"      {'':23} fix: {c.fix}")
+                    say(f"      {'':23} fix: {c.fix}")
             for p in r["peers"]:
-                click.echo(f"peer {p['peer']}: {p['verdict']}")
+                say(f"peer {p['peer']}: {p['verdict']}")
                 for name in ("fips", "non-fips"):
                     h = p["handshakes"][name]
                     got = (f"{h['protocol']} {h['cipher']} group {h['group'] or '-'}, verify "
                            f"{h['verify_code']} ({h['verify_message']})" if h["protocol"]
                            else "; ".join(h["errors"]) or "no handshake")
-                    click.echo(f"  {name:9} {got}")
+                    say(f"  {name:9} {got}")
                 for c in p["chain"]:
-                    click.echo(f"  chain     {c['subject']}: {c['key']}, signed with "
+                    say(f"  chain     {c['subject']}: {c['key']}, signed with "
                                f"{c['signature_hash'] or 'EdDSA'}")
-            click.echo(f"tls-check (FIPS environment {r['fips_environment']}): "
+            say(f"tls-check (FIPS environment {r['fips_environment']}): "
                        f"{'passed' if r['ok'] else 'FAILED'}: {r['summary']}")
         emit(result, as_json, text)
         return EXIT_OK if result["ok"] else EXIT_FAILED
@@ -317,15 +351,13 @@ def report(profile_path: str, html_path: Optional[str], as_json: bool) -> None:
     not)."""
     def go() -> int:
         from .report import build, text_lines
+        from .reporthtml import check_target, write
 
-        result = build(load_profile(profile_path))
-        if html_path:
-            from pathlib import Path
-
-            from .fsutil import atomic_write
-            from .reporthtml import render
-
-            atomic_write(Path(html_path), render(result).encode("utf-8"), 0o644)
-        emit(result, as_json, lambda r: click.echo("\n".join(text_lines(r))))
+        profile = load_profile(profile_path)
+        target = check_target(html_path) if html_path else None  # before the slow part
+        result = build(profile)
+        if target:
+            write(target, result)
+        emit(result, as_json, lambda r: [say(line) for line in text_lines(r)])
         return result["exit_code"]
     guarded(as_json, go)

@@ -85,7 +85,9 @@ def assess(provider: str, version: str, stated_certificate: Optional[str] = None
         warning = True
     statement = None
     if stated_certificate:
-        known = [_describe(r, day) for r in rows_for_certificate(stated_certificate)]
+        known_rows = rows_for_certificate(stated_certificate)
+        known = [_describe(r, day) for r in known_rows]
+        covers = lookup(provider, version, known_rows)
         statement = {
             "certificate": stated_certificate,
             "text": (f"The operator states that this provider is covered by the vendor's CMVP "
@@ -96,9 +98,17 @@ def assess(provider: str, version: str, stated_certificate: Optional[str] = None
                     f"certificate/{stated_certificate}"),
         }
         bad = [c for c in known if c["status"] in ("historical", "revoked")]
+        # fipsboot knows what this certificate covers, and it is not this provider version:
+        # the statement can't switch the warning off
+        statement["covers_this_version"] = bool(covers) if known_rows else None
         if bad:
             statement["text"] += (" fipsboot's data has this certificate as "
                                   + ", ".join(_cert_text(c) for c in bad) + ".")
+        elif known_rows and not covers:
+            statement["text"] += (f" fipsboot's data has certificate #{stated_certificate} for "
+                                  + ", ".join(sorted({f"{r['provider']} {r['version']}"
+                                                      for r in known_rows}))
+                                  + f", not for {label}: it does not cover this provider.")
         else:
             warning = False  # the operator's word, shown as such; a stale certificate still warns
     return {"provider": provider, "version": version, "date": day.isoformat(),
@@ -112,6 +122,9 @@ def check(assessment: dict) -> Check:
     statement = assessment["operator_statement"]
     if statement:
         reason += f"; operator's statement: certificate #{statement['certificate']} (not verified)"
+        if statement.get("covers_this_version") is False:
+            reason += (f"; fipsboot's data has #{statement['certificate']} for other versions "
+                       "only")
     details = {"cmvp": assessment}
     if assessment["warning"]:
         return warned("cmvp", reason, FIX, **details)

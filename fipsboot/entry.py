@@ -42,20 +42,34 @@ def lean_run(args: List[str]) -> int:
             dry_run, as_json = dry_run or opts[i] == "--dry-run", as_json or opts[i] == "--json"
             i += 1
         else:
-            print(f"fipsboot run: no such option: {opts[i]} (options go before --)",
-                  file=sys.stderr)
-            return EXIT_USAGE
+            return usage_error(f"fipsboot run: no such option: {opts[i]} (options go before --)",
+                               "--json" in opts)
     if profile_path is None:
-        print("fipsboot run: --profile is required", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error("fipsboot run: --profile is required", as_json)
     try:
         return run_server(profile_path, server, dry_run, as_json)
     except FipsbootError as e:
-        if as_json:  # errors in JSON too, like every command (and on stderr for the log)
-            import json
+        return report_error(e, as_json)
 
-            print(json.dumps({"error": str(e), "fix": e.fix, "exit_code": e.exit_code}, indent=1))
-        print(f"fipsboot: error: {e}", file=sys.stderr)
-        if e.fix:
-            print(f"fix: {e.fix}", file=sys.stderr)
-        return e.exit_code
+
+def usage_error(message: str, as_json: bool) -> int:
+    return report_error(FipsbootError(message, "fipsboot run --profile PROFILE [--dry-run] "
+                                               "[--json] -- SERVER [ARGS...]"), as_json,
+                        EXIT_USAGE)
+
+
+def report_error(e: FipsbootError, as_json: bool, code=None) -> int:
+    """Errors in JSON too, like every command (and on stderr for the log), made printable
+    (the message may quote a path or OpenSSL's output). Only on the error path: no import
+    is added to a good start."""
+    code = e.exit_code if code is None else code
+    if as_json:
+        import json
+
+        print(json.dumps({"error": str(e), "fix": e.fix, "exit_code": code}, indent=1))
+    from .printable import printable
+
+    print(f"fipsboot: error: {printable(e)}", file=sys.stderr)
+    if e.fix:
+        print(f"fix: {printable(e.fix)}", file=sys.stderr)
+    return code

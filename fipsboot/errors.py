@@ -18,8 +18,18 @@ class FipsbootError(Exception):
         self.fix = fix
 
 
+PROFILE_FIX = ("correct the profile where the message says (README, \"The profile\", lists every "
+               "table and key)")
+
+
 class ProfileError(FipsbootError):
+    """Every profile error carries a fix (JSON "fix" is never null): the specific one when
+    given, otherwise where to look."""
+
     exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, fix: str | None = None):
+        super().__init__(message, fix or PROFILE_FIX)
 
 
 class UsageError(FipsbootError):

@@ -197,11 +197,14 @@ def load(path: str | Path) -> Profile:
     try:
         raw = tomllib.loads(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ProfileError(f"{source}: profile not found") from None
+        raise ProfileError(f"{source}: profile not found",
+                           "check the --profile path (the installation's TOML profile)") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ProfileError(f"{source}: cannot read profile: {e}") from None
+        raise ProfileError(f"{source}: cannot read profile: {e}",
+                           "make the profile a readable UTF-8 file") from None
     except tomllib.TOMLDecodeError as e:
-        raise ProfileError(f"{source}: not valid TOML: {e}") from None
+        raise ProfileError(f"{source}: not valid TOML: {e}",
+                           "correct the TOML syntax at the line and column named") from None
     return parse(raw, source.resolve())
 
 

@@ -27,6 +27,7 @@ from .journal import Journal
 from .layout import Layout, resolve
 from .openssl import OpenSSL
 from .platforms import backend_for
+from .printable import printable
 
 FORMAT = 1
 
@@ -263,6 +264,9 @@ def optional_section(sid: str, title: str, module: str, call: Callable,
                                        if hasattr(o, "to_json") else str(o)))
     except FipsbootError as e:
         return section(sid, title, False, f"could not run: {e}")
+    except Exception as e:  # one broken section must not sink the whole report
+        return section(sid, title, False, f"could not run: {type(e).__name__}: {e} (a fault in "
+                       f"fipsboot's {module} check; the other sections are unaffected)")
     ok = ok_of(result)
     summary = result.get("summary") or ("passed" if ok else "failed")
     return section(sid, title, ok, str(summary), result)
@@ -370,4 +374,5 @@ def text_lines(report: dict) -> List[str]:
             for cp in s["data"].get("checkpoints", []):
                 lines.append(f"      {cp['id']:3} {cp['time']} {cp['command']:8} by {cp['user']}: "
                              f"{len(cp['changes'])} change(s), {cp['status']}")
-    return lines
+    # subjects, process names, OpenSSL's lines: nothing in them may drive the terminal
+    return [printable(line) for line in lines]

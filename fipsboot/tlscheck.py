@@ -24,6 +24,8 @@ from .profile import Profile, TlsSettings
 from .tlshandshake import Handshake, run_handshakes, s_client_args
 from .tlsmaterial import (
     MaterialError,
+    host_matches,
+    judge_cert_key,
     judge_key,
     keys_match,
     load_cert_dir,
@@ -176,16 +178,22 @@ def static_checks(tls: TlsSettings, layout: Layout, provider_sigs: Optional[set]
     elif tls.cert:
         checks.append(passed("tls-cert-key", "cert and key are given together"))
     if chain and key is not None:
-        if keys_match(chain[0], key):
+        match = keys_match(chain[0], key)
+        if match:
             checks.append(passed("tls-key-match", f"the key matches {subject(chain[0])}"))
+        elif match is None:
+            checks.append(failed("tls-key-match", f"can't tell whether the key {tls.key} belongs "
+                                 f"to {subject(chain[0])} in {tls.cert}: the certificate's key "
+                                 "type is not supported (see tls-key-type)",
+                                 "use an RSA-2048+ or ECDSA P-256/P-384 key and certificate"))
         else:
             checks.append(failed("tls-key-match", f"the key {tls.key} does not belong to the "
                                  f"certificate {subject(chain[0])} in {tls.cert}: the server "
                                  "can't use them", "point key at the private key of cert (or "
                                  "cert at the certificate of key)"))
-    public = chain[0].public_key() if chain else (key.public_key() if key is not None else None)
-    if public is not None:
-        v = judge_key(public, provider_sigs)
+    v = (judge_cert_key(chain[0], provider_sigs) if chain else
+         judge_key(key.public_key(), provider_sigs) if key is not None else None)
+    if v is not None:
         if v.ok:
             checks.append(passed("tls-key-type", f"{v.label}: FIPS-approved", key=v.label))
         else:
@@ -243,11 +251,23 @@ def peer_findings(peer: Peer, results: Dict[str, Handshake], sentence: str, fact
                             "reissue the peer's certificate signed with SHA-256 or better",
                             peer=peer.spec))
     if chain:
-        v = judge_key(chain[0].public_key(), fips_sigs)
+        v = judge_cert_key(chain[0], fips_sigs)
         if not v.ok:
             found.append(warned("tls-peer-key", f"{peer.spec}: the peer's key is {v.why}" + outcome,
                                 "reissue the peer's certificate with an RSA-2048+ or ECDSA "
                                 "P-256/P-384 key", peer=peer.spec, key=v.label))
+    if chain:
+        # s_client checks the chain, not the name: a certificate issued to another host
+        # verifies, but a client that checks the host name (as it should) refuses it
+        named, names = host_matches(chain[0], peer.host)
+        if not named:
+            found.append(warned("tls-peer-hostname", f"{peer.spec}: the peer's certificate "
+                                f"{subject(chain[0])} is issued to "
+                                f"{', '.join(names) or 'no host name'}, not to {peer.host}: a "
+                                "client that checks the host name refuses it",
+                                f"reissue the peer's certificate with {peer.host} in its "
+                                "subjectAltName, or name the peer in [tls] peers / --peer by a "
+                                "name the certificate carries", peer=peer.spec, names=names))
     probe = results["non-fips, approved groups only"]
     if plain.ok and not probe.negotiated:
         found.append(warned("tls-peer-group", f"{peer.spec}: the peer offers only the "
@@ -287,7 +307,7 @@ def check_peers(openssl: OpenSSL, tls: TlsSettings, fips_env: Dict[str, str],
             "peer": peer.spec, "ok": v.status == WORKS, "status": v.status,
             "verdict": v.sentence, "fix": v.fix, "sni": tls.sni,
             "findings": [f.reason for f in findings],
-            "chain": [{"subject": subject(c), "key": judge_key(c.public_key(), fips_sigs).label,
+            "chain": [{"subject": subject(c), "key": judge_cert_key(c, fips_sigs).label,
                        "signature_hash": signature_hash(c)} for c in chain],
             "handshakes": {name: h.to_json() for name, h in results.items()},
         })
@@ -319,10 +339,13 @@ def tls_check(profile: Profile, peers: Sequence[str] = (), cert: Optional[str] =
     ok = verdict_ok(checks, strict)
     working = sum(1 for r in reports if r["ok"])
     failing = [c for c in checks if c.fails(strict)]
-    summary = (f"{working} of {len(reports)} peer(s) work in FIPS mode; "
-               + (f"{len(failing)} check(s) fail" if failing else "no check fails"))
-    if tls.peers and not reports:
-        summary += "; peers not checked: the FIPS environment has no active fips provider"
+    if reports:
+        peers_said = f"{working} of {len(reports)} peer(s) work in FIPS mode"
+    elif tls.peers:
+        peers_said = "peers not checked: the FIPS environment has no active fips provider"
+    else:
+        peers_said = "no peers given (only the server's own certificate, key and CAs checked)"
+    summary = f"{peers_said}; " + (f"{len(failing)} check(s) fail" if failing else "no check fails")
     return {"ok": ok, "exit_code": 0 if ok else 1, "strict": strict, "summary": summary,
             "fips_environment": source, "fips_provider": facts.get("fips_version"),
             "checks": checks, "peers": reports}

@@ -9,6 +9,7 @@ provider, for instance), since that differs between provider versions.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 import re
 import stat
@@ -20,12 +21,16 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import NameOID
 
 MAX_FILE = 1 << 20  # a certificate bundle is kilobytes; never slurp a device or a huge file
 PEM_CERT_RE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 APPROVED_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 REFUSED_HASHES = {"sha1": "SHA-1", "md5": "MD5"}
 EXPIRY_WARNING = datetime.timedelta(days=30)
+# Key types `cryptography` can't load, by the OID in the certificate's key parameters
+UNSUPPORTED_NAMES = {"1.2.156.10197.1.301": "SM2"}
+OID_RE = re.compile(r"\b\d+(?:\.\d+){3,}\b")
 
 
 class MaterialError(Exception):
@@ -111,8 +116,37 @@ def public_der(key) -> bytes:
                             serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def keys_match(cert: x509.Certificate, private_key) -> bool:
-    return public_der(cert.public_key()) == public_der(private_key.public_key())
+def unsupported_key_name(cert: x509.Certificate, error: Exception) -> str:
+    """'SM2' (or the OID, or cryptography's words) for a key `cryptography` can't load."""
+    oid = OID_RE.search(str(error))
+    if oid:
+        return UNSUPPORTED_NAMES.get(oid.group(0), oid.group(0))
+    try:
+        return cert.public_key_algorithm_oid.dotted_string
+    except (AttributeError, ValueError):
+        return str(error) or "unknown"
+
+
+def keys_match(cert: x509.Certificate, private_key) -> Optional[bool]:
+    """None when the certificate's key is of a type that can't be loaded (then it can't be
+    compared; judge_cert_key names it)."""
+    try:
+        cert_key = cert.public_key()
+    except (UnsupportedAlgorithm, ValueError):
+        return None
+    return public_der(cert_key) == public_der(private_key.public_key())
+
+
+def judge_cert_key(cert: x509.Certificate, provider_sigs: Optional[set] = None) -> KeyVerdict:
+    """judge_key for a certificate's key, which may come from a hostile peer: a key type
+    `cryptography` can't even load (SM2, odd curves) is named, never raised."""
+    try:
+        public_key = cert.public_key()
+    except (UnsupportedAlgorithm, ValueError) as e:
+        name = unsupported_key_name(cert, e)
+        return KeyVerdict(f"unsupported key type {name}", False,
+                          why=f"unsupported key type {name} in {subject(cert)}: not FIPS-approved")
+    return judge_key(public_key, provider_sigs)
 
 
 def judge_key(public_key, provider_sigs: Optional[set] = None) -> KeyVerdict:
@@ -154,13 +188,16 @@ def signature_hash(cert: x509.Certificate) -> Optional[str]:
     """The hash of the certificate's signature ('sha256'), None for EdDSA (no separate hash)."""
     try:
         algorithm = cert.signature_hash_algorithm
-    except UnsupportedAlgorithm:
+    except (UnsupportedAlgorithm, ValueError):
         return cert.signature_algorithm_oid.dotted_string
     return algorithm.name if algorithm is not None else None
 
 
 def subject(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or "(empty subject)"
+    try:
+        return cert.subject.rfc4514_string() or "(empty subject)"
+    except ValueError:  # a peer's subject that can't be decoded: named, not raised
+        return "(undecodable subject)"
 
 
 def weak_signatures(certs: Iterable[Tuple[str, x509.Certificate]]) -> List[str]:
@@ -196,3 +233,54 @@ def validity_problems(certs: Sequence[Tuple[str, x509.Certificate]],
             warnings.append(f"{where}: {subject(cert)} expires on {after:%Y-%m-%d} "
                             f"({(after - now).days} days)")
     return errors, warnings
+
+
+def certificate_names(cert: x509.Certificate, ip: bool) -> List[str]:
+    """The names a client checks the host against, as OpenSSL does: the subjectAltName's DNS
+    names (its IP addresses for an IP), and the subject's CN only when there is no DNS name."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    except ValueError:  # a damaged extension: no name can be trusted
+        return []
+    if ip:
+        return [str(a) for a in san.get_values_for_type(x509.IPAddress)] if san else []
+    dns = san.get_values_for_type(x509.DNSName) if san else []
+    if dns:
+        return dns
+    try:
+        return [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    except ValueError:
+        return []
+
+
+def _name_matches(pattern: str, host: str) -> bool:
+    """RFC 6125: exact (case-insensitive), or "*." as the whole left-most label standing for
+    exactly one label, with at least two labels after it ("*.com" matches nothing)."""
+    pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
+    if pattern == host:
+        return True
+    if pattern.startswith("*.") and "*" not in pattern[2:] and pattern[2:].count(".") >= 1:
+        first, _, rest = host.partition(".")
+        return bool(first) and rest == pattern[2:]
+    return False
+
+
+def host_matches(cert: x509.Certificate, host: str) -> Tuple[bool, List[str]]:
+    """(does the certificate name `host`?, the names it carries)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    names = certificate_names(cert, ip=address is not None)
+    if address is not None:
+        return any(_same_ip(n, address) for n in names), names
+    return any(_name_matches(n, host) for n in names), names
+
+
+def _same_ip(name: str, address) -> bool:
+    try:
+        return ipaddress.ip_address(name) == address
+    except ValueError:
+        return False

@@ -6,12 +6,17 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+# fullmatch, ASCII only: "$" would also match before a final newline, and \d any digit
+HOST_RE = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?", re.ASCII)
+IPV6_RE = re.compile(r"\[([0-9A-Fa-f:.]+)\]:([0-9]+)")
+HOST_PORT_RE = re.compile(r"([^:\[\]]+):([0-9]+)")
 
 
 def valid_host(host: str) -> bool:
-    if HOST_RE.match(host):
+    if HOST_RE.fullmatch(host):
         return True
+    if not host.isascii():
+        return False
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -31,7 +36,7 @@ class Peer:
 
 def parse_peer(spec: str) -> Peer:
     """HOST:PORT or [IPv6]:PORT; ValueError with a message a person can act on."""
-    m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", spec) or re.match(r"^([^:\[\]]+):(\d+)$", spec)
+    m = IPV6_RE.fullmatch(spec) or HOST_PORT_RE.fullmatch(spec)
     if not m:
         raise ValueError(f"{spec!r}: expected HOST:PORT (IPv6: [ADDRESS]:PORT)")
     host, port = m.group(1), int(m.group(2))

@@ -20,7 +20,9 @@ NON_APPROVED_CIPHERS = {"CHACHA20": "ChaCha20-Poly1305", "CAMELLIA": "Camellia",
 FIPS_CIPHER_ARGS = ["-ciphersuites", "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256",
                     "-cipher", "DEFAULT:" + ":".join(f"!{c}" for c in NON_APPROVED_CIPHERS)]
 FIPS_GROUP_ARGS = ["-groups", "P-256:P-384:P-521:ffdhe2048:ffdhe3072:ffdhe4096"]
-NOT_TRUSTED = {2, 19, 20, 21}  # unable to get issuer / self-signed in chain / local issuer / leaf
+# unable to get issuer / self-signed leaf / self-signed in chain / local issuer / leaf /
+# not trusted: each means "the CA (or the self-signed certificate itself) is not in cacert"
+NOT_TRUSTED = {2, 18, 19, 20, 21, 27}
 
 FIX_CIPHER = ("let the peer offer an AES-GCM suite (TLS 1.3: TLS_AES_256_GCM_SHA384 or "
               "TLS_AES_128_GCM_SHA256; TLS 1.2: ECDHE-RSA-AES256-GCM-SHA384)")

@@ -91,14 +91,29 @@ def test_other_provider_name_matches_nothing():
 
 
 def test_operator_statement_is_shown_as_such():
-    a = cmvp.assess(PROVIDER, "3.0.22", stated_certificate="4985", today=TODAY)
+    """A vendor's own certificate fipsboot's data doesn't know (#5123: no row)."""
+    a = cmvp.assess(PROVIDER, "3.0.22", stated_certificate="5123", today=TODAY)
     s = a["operator_statement"]
-    assert s["certificate"] == "4985" and "operator states" in s["text"]
+    assert s["certificate"] == "5123" and "operator states" in s["text"]
     assert "has not verified" in s["text"]
     assert "FIPS-capable build, not a validated module" in a["summary"]  # the facts stay
     assert not a["warning"]  # the operator's word, shown as theirs
     check = cmvp.check(a)
-    assert check.ok and "operator's statement: certificate #4985 (not verified)" in check.reason
+    assert check.ok and "operator's statement: certificate #5123 (not verified)" in check.reason
+
+
+def test_operator_statement_of_a_certificate_for_another_version_still_warns():
+    """#4985 covers 3.1.2 in fipsboot's own data: stating it for 3.0.22 can't turn the
+    warning off (review finding 8)."""
+    a = cmvp.assess(PROVIDER, "3.0.22", stated_certificate="4985", today=TODAY)
+    s = a["operator_statement"]
+    assert a["warning"] and s["covers_this_version"] is False
+    assert "OpenSSL FIPS Provider 3.1.2, not for OpenSSL FIPS Provider 3.0.22" in s["text"]
+    check = cmvp.check(a)
+    assert not check.ok and check.severity == "warning"
+    assert "#4985 for other versions only" in check.reason
+    a = cmvp.assess(PROVIDER, "3.1.2", stated_certificate="4985", today=TODAY)
+    assert not a["warning"] and a["operator_statement"]["covers_this_version"] is True
 
 
 def test_operator_statement_of_a_historical_certificate_still_warns():

@@ -192,23 +192,23 @@ def test_verify_warns_about_cmvp_and_strict_fails(installation30):
 
 def test_operator_statement_of_the_vendor_certificate(installation, tmp_path):
     inst = installation
-    profile = install(inst, 'cmvp-certificate = "4985"')
+    profile = install(inst, 'cmvp-certificate = "5123"')
     html = tmp_path / "report.html"
     result, _ = report(profile, "--html", str(html), check=0)
     cm = sections(result)["cmvp"]
     statement = cm["data"]["operator_statement"]
-    assert statement["certificate"] == "4985"
+    assert statement["certificate"] == "5123"
     assert "operator states" in statement["text"] and "not verified" in statement["text"]
     assert "not a validated module" in cm["summary"]  # the facts are still said
     if inst.version == "3.0":
         dom, _ = chromium(html, tmp_path)
         text = " ".join(dom.text)
-        assert "Operator's statement:" in text and "certificate #4985" in text
+        assert "Operator's statement:" in text and "certificate #5123" in text
         assert "fipsboot has not verified this statement" in text
     r = fipsboot("report", "--profile", str(profile), check=0)
-    assert "certificate #4985" in r.stdout and "operator states" in r.stdout
+    assert "certificate #5123" in r.stdout and "operator states" in r.stdout
     r = fipsboot("verify", "--profile", str(profile), "--strict", check=0)  # the operator's word
-    assert "operator's statement: certificate #4985 (not verified)" in r.stdout
+    assert "operator's statement: certificate #5123 (not verified)" in r.stdout
 
 
 def test_bad_cmvp_certificate_is_a_profile_error(installation30):

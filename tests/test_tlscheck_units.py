@@ -2,15 +2,20 @@
 test bed), and the [tls] profile section. The end-to-end tests are in test_tlscheck.py."""
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
 from conftest import fipsboot
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from tlspeers import new_cert, new_key
 
 from fipsboot import profile as profile_mod
 from fipsboot.errors import ProfileError
 from fipsboot.tlscheck import listed_algorithms
 from fipsboot.tlshandshake import parse
+from fipsboot.tlsmaterial import host_matches
 from fipsboot.tlspeer import parse_peer
 from fipsboot.tlsverdict import BOTH_FAIL, FIPS_FAILS, WORKS, judge
 
@@ -122,3 +127,28 @@ def test_bad_tls_section_is_a_profile_error(tmp_path, tls, message):
     for command in ("tls-check", "verify"):
         r = fipsboot(command, "--profile", str(profile), check=2)
         assert message in r.stderr and str(profile) in r.stderr and "Traceback" not in r.stderr
+
+
+def test_host_matches_as_openssl_checks_names():
+    """subjectAltName DNS names (the CN only when there are none), "*." for exactly one
+    left-most label, IP addresses against IP entries only."""
+    cert = new_cert(new_key(), "ignored-cn")  # SAN: DNS localhost, IP 127.0.0.1
+    assert host_matches(cert, "localhost") == (True, ["localhost"])
+    assert host_matches(cert, "LOCALHOST.")[0]
+    assert not host_matches(cert, "ignored-cn")[0]  # a SAN DNS name hides the CN
+    assert host_matches(cert, "127.0.0.1") == (True, ["127.0.0.1"])
+    assert not host_matches(cert, "127.0.0.2")[0]
+    key = new_key()
+    base = cert  # reuse its validity; build a wildcard certificate
+    wild = (x509.CertificateBuilder().subject_name(base.subject).issuer_name(base.subject)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(base.not_valid_before_utc).not_valid_after(base.not_valid_after_utc)
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("*.redis.example"), x509.DNSName("*.com"),
+                x509.IPAddress(ipaddress.ip_address("::1"))]), False)
+            .sign(key, hashes.SHA256()))
+    assert host_matches(wild, "node1.redis.example")[0]
+    assert not host_matches(wild, "a.node1.redis.example")[0]
+    assert not host_matches(wild, "redis.example")[0]
+    assert not host_matches(wild, "example.com")[0]  # "*.com" matches nothing
+    assert host_matches(wild, "::1")[0] and not host_matches(wild, "localhost")[0]
