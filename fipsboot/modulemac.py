@@ -1,0 +1,47 @@
+"""The module MAC recomputed in-process (no openssl process), with only hashlib and hmac: it
+runs on every launch of the server, on `fipsboot run`'s warm path too.
+
+module-mac is HMAC-SHA256 over every byte of the module file, keyed with the FIPS key the
+provider was built with, written as hex pairs joined by ':' (either case, colons optional).
+"""
+from __future__ import annotations
+
+
+def normalise_mac(value: str) -> str:
+    return value.replace(":", "").strip().lower()
+
+
+def format_mac(digest: bytes) -> str:
+    return ":".join(f"{b:02X}" for b in digest)
+
+
+def module_mac(module, key_hex: str) -> str:
+    """HMAC-SHA256 of the module file, formatted the way fipsinstall writes it.
+
+    The standard library's HMAC gives the same value as fipsinstall and as `cryptography`
+    (a test pins all three). It is used rather than `cryptography` because that library's
+    bundled OpenSSL honours OPENSSL_CONF: started with the installation's FIPS config in the
+    environment (as the server's account is), it has no usable provider and cannot hash.
+    """
+    import hmac
+
+    mac = hmac.new(bytes.fromhex(key_hex), digestmod=_sha256())
+    with open(module, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            mac.update(chunk)
+    return format_mac(mac.digest())
+
+
+def _sha256():
+    """OpenSSL's SHA-256 when this process's OpenSSL can give it, else Python's own."""
+    import hashlib
+
+    try:
+        hashlib.new("sha256")
+        return "sha256"
+    except ValueError:  # an OpenSSL config in this process refused it
+        try:
+            from _sha256 import sha256  # Python 3.9-3.11
+        except ImportError:
+            from _sha2 import sha256  # Python 3.12+
+        return sha256
