@@ -255,6 +255,12 @@ def _facts(profile, job: dict, checks: list) -> list:
                     digest(read_file(str(layout.host(layout.fipsmodule_cnf))))])
     folder = str(journal.folder)
     records.append(["lstat", folder, signature(folder, follow=False)])
+    from .journal import installation_key
+    from .journal import state_root as journal_root
+
+    primary = str(journal_root() / installation_key(profile.install_dir))
+    if primary != folder:  # a legacy folder is used only while the primary one is absent
+        records.append(["lstat", primary, signature(primary, follow=False)])
     for name in ("journal.json", "verdict-cache.json"):
         data = fsutil.read_state_file(journal.folder / name)
         if data is None:
@@ -281,20 +287,22 @@ def processenv_caller() -> dict:
 
 
 def remember(profile, job: dict, checks: list) -> None:
-    """Write the facts of a verdict that passed, for the next launch's warm path. Best effort:
-    an account that can't write the state folder verifies in full on every launch."""
+    """Write the facts of a verdict that passed, for the next launch's warm path. Best effort,
+    and never in the way: an account that can't write the state folder, or any fault here,
+    leaves the next launch to verify in full, as this one did."""
     if os.name != "posix" or job["layout"].windows:
         return
     from pathlib import Path
 
     from . import fsutil
-    from .errors import FipsbootError
 
     try:
-        data = _encode(_facts(profile, job, checks))
         root = state_root()
-        if root:
-            path = Path(root) / facts_name(os.path.realpath(profile.source))
-            fsutil.atomic_write(path, data, 0o600)
-    except (Miss, OSError, ValueError, KeyError, FipsbootError):
+        if not root:
+            return
+        data = _encode(_facts(profile, job, checks))
+        fsutil.verify_dir(Path(root))  # the state folder as the journal trusts it
+        fsutil.atomic_write(Path(root) / facts_name(os.path.realpath(profile.source)), data,
+                            0o600)
+    except Exception:  # noqa: BLE001 - a missing facts file only costs the next launch time
         pass

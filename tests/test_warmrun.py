@@ -24,7 +24,8 @@ CONSOLE = "import sys; from fipsboot.entry import entry; sys.argv[0] = 'fipsboot
 FIPSBOOT_WARM = {"fipsboot", "fipsboot.entry", "fipsboot.errors", "fipsboot.processenv",
                  "fipsboot.warmrun", "fipsboot.modulemac", "fipsboot.runrecords"}
 # Beyond the bare interpreter, the warm path may import only these (hashing and file modes).
-STDLIB_WARM = {"__future__", "hashlib", "_hashlib", "_blake2", "hmac", "_operator", "stat", "_stat", "warnings"}
+STDLIB_WARM = {"__future__", "hashlib", "_hashlib", "_blake2", "hmac", "_operator", "stat",
+               "_stat", "warnings"}
 NEVER = {"click", "dataclasses", "pathlib", "typing", "tomllib", "re", "json", "inspect",
          "subprocess", "enum", "fipsboot.runner", "fipsboot.profile", "fipsboot.verify"}
 
