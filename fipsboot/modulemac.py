@@ -1,5 +1,7 @@
-"""The module MAC recomputed in-process (no openssl process), with only hashlib and hmac: it
-runs on every launch of the server, on `fipsboot run`'s warm path too.
+"""The module MAC recomputed in-process (no openssl process): it runs on every launch of the
+server, on `fipsboot run`'s warm path too, so it calls OpenSSL's HMAC and SHA-256 through
+`_hashlib` directly where it can. `import hashlib` alone lists every digest OpenSSL offers (it
+loads the providers to do so), which costs more than hashing the module; `hmac` imports it.
 
 module-mac is HMAC-SHA256 over every byte of the module file, keyed with the FIPS key the
 provider was built with, written as hex pairs joined by ':' (either case, colons optional).
@@ -23,13 +25,35 @@ def module_mac(module, key_hex: str) -> str:
     bundled OpenSSL honours OPENSSL_CONF: started with the installation's FIPS config in the
     environment (as the server's account is), it has no usable provider and cannot hash.
     """
-    import hmac
-
-    mac = hmac.new(bytes.fromhex(key_hex), digestmod=_sha256())
+    mac = _hmac_sha256(bytes.fromhex(key_hex))
     with open(module, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             mac.update(chunk)
     return format_mac(mac.digest())
+
+
+def _hmac_sha256(key: bytes):
+    try:
+        from _hashlib import hmac_new  # CPython's OpenSSL binding, which hmac.new uses too
+
+        return hmac_new(key, digestmod="sha256")
+    except (ImportError, ValueError):  # no such binding, or this process's OpenSSL refused
+        import hmac
+
+        return hmac.new(key, digestmod=_sha256())
+
+
+def sha256_hex(data: bytes) -> str:
+    """hashlib.sha256(data).hexdigest(), without hashlib's start-up where it can."""
+    try:
+        from _hashlib import openssl_sha256
+
+        return openssl_sha256(data).hexdigest()
+    except (ImportError, ValueError):
+        import hashlib
+
+        sha = _sha256()
+        return (hashlib.new(sha, data) if isinstance(sha, str) else sha(data)).hexdigest()
 
 
 def _sha256():

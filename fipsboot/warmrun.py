@@ -1,5 +1,5 @@
 """`fipsboot run`'s warm path: launch again what was verified before, when nothing that verdict
-rested on has changed, importing only os, stat, hashlib and hmac (no click, dataclasses,
+rested on has changed, importing only os, stat and OpenSSL's hashing (no click, dataclasses,
 pathlib, typing, re, json or tomllib: each would be paid on every start of the server).
 
 After a full verification passes (runner), `remember` writes the *facts* that verdict rested
@@ -18,10 +18,11 @@ reading it needs no parser: FORMAT, then records `tag, n, field1..fieldn`.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import sys
+
+from .modulemac import module_mac, normalise_mac, sha256_hex
 
 FORMAT = b"fipsboot-run-facts-1"
 SYSTEM_STATE_DIR = "/var/lib/fipsboot"  # journal.SYSTEM_STATE_DIR (a test pins them equal)
@@ -49,7 +50,7 @@ def state_root():
 
 
 def facts_name(profile_real: str) -> str:
-    return "run-facts-" + hashlib.sha256(os.fsencode(profile_real)).hexdigest()[:32]
+    return "run-facts-" + sha256_hex(os.fsencode(profile_real))[:32]
 
 
 def signature(path: str, follow: bool = True) -> str:
@@ -95,7 +96,7 @@ def read_file(path: str, trusted: bool = False):
 
 
 def digest(data) -> str:
-    return "-" if data is None else hashlib.sha256(data).hexdigest()
+    return "-" if data is None else sha256_hex(data)
 
 
 def prefixed(env) -> list:
@@ -178,8 +179,6 @@ def check(facts: dict, profile_real: str, caller: dict) -> tuple:
         if signature(path) != sig:
             raise Miss(path)
     (module, key_hex, recorded), = facts["mac"]
-    from .modulemac import module_mac, normalise_mac
-
     mac = module_mac(module, key_hex)  # every launch: a module swapped in place never passes
     if normalise_mac(mac) != recorded:
         raise Miss("module-mac")
@@ -271,8 +270,6 @@ def _facts(profile, job: dict, checks: list) -> list:
     records += [["unset", k] for k in caller if k not in env]
     records += [["library", p, signature(p)] for p in library_candidates(env)]
     mac = details["module-mac"]["mac"]
-    from .modulemac import normalise_mac
-
     records.append(["mac", str(layout.host(layout.module)), layout.profile.fips_key,
                     normalise_mac(mac)])
     checkpoint = last_checkpoint(journal)

@@ -23,10 +23,12 @@ from fipsboot.journal import SYSTEM_STATE_DIR, Journal
 CONSOLE = "import sys; from fipsboot.entry import entry; sys.argv[0] = 'fipsboot'; entry()"
 FIPSBOOT_WARM = {"fipsboot", "fipsboot.entry", "fipsboot.errors", "fipsboot.processenv",
                  "fipsboot.warmrun", "fipsboot.modulemac", "fipsboot.runrecords"}
-# Beyond the bare interpreter, the warm path may import only these (hashing and file modes).
-STDLIB_WARM = {"__future__", "hashlib", "_hashlib", "_blake2", "hmac", "_operator", "stat",
-               "_stat", "warnings"}
+# Beyond the bare interpreter, the warm path may import only these: OpenSSL's hashing without
+# hashlib (whose start-up lists every digest OpenSSL has), file modes, and the warnings module
+# os.execvpe imports for its PATH search.
+STDLIB_WARM = {"__future__", "_hashlib", "stat", "_stat", "warnings"}
 NEVER = {"click", "dataclasses", "pathlib", "typing", "tomllib", "re", "json", "inspect",
+         "hashlib", "hmac",
          "subprocess", "enum", "fipsboot.runner", "fipsboot.profile", "fipsboot.verify"}
 
 
