@@ -10,6 +10,8 @@ subprocess.run:
   shell  a POSIX sh wrapper: export the three variables, `openssl list -providers | grep`
          that fips is active, then `exec true`
   floor  `python -I -S -c pass` with the same interpreter: the floor of any Python wrapper
+  site   `python -c pass`: the interpreter as a console script starts it (site, .pth files),
+         for scale: what fipsboot itself adds is warm - site
 
 and prints the medians and the ratios warm/floor (target <= 2), warm/shell (target <= 1.5) and
 cold/shell (target <= 3; issue 10 asks <= 1.0 on 3.5).
@@ -146,7 +148,8 @@ def bench(version: str, rounds: int, work: Path, testbed: dict, pyc: bool) -> di
 
     floor = [sys.executable, "-I", "-S", "-c", "pass"]
     kinds = {"warm": warm, "cold": cold, "shell": lambda: timed(shell, env),
-             "floor": lambda: timed(floor, env)}
+             "floor": lambda: timed(floor, env),
+             "site": lambda: timed([sys.executable, "-c", "pass"], env)}
     samples: Dict[str, List[float]] = {k: [] for k in kinds}
     order = list(kinds)
     for i in range(rounds):
@@ -269,11 +272,12 @@ def main() -> None:
           f"(python {sys.version.split()[0]}, byte code "
           f"{'compiled on each run' if args.no_pyc else 'cached'})")
     print(f"{'openssl':8} {'warm ms':>8} {'cold ms':>8} {'shell ms':>9} {'floor ms':>9} "
+          f"{'site ms':>8} "
           f"{'warm/floor':>11} {'warm/shell':>11} {'cold/shell':>11}")
     for r in results:
         m, ratio, ok = r["median_ms"], r["ratio"], r["meets_target"]
         print(f"{r['version']:8} {m['warm']:8.1f} {m['cold']:8.1f} {m['shell']:9.1f} "
-              f"{m['floor']:9.1f} "
+              f"{m['floor']:9.1f} {m['site']:8.1f} "
               f"{ratio['warm/floor']:9.2f}{' ' if ok['warm/floor'] else '!'}  "
               f"{ratio['warm/shell']:9.2f}{' ' if ok['warm/shell'] else '!'}  "
               f"{ratio['cold/shell']:9.2f}{' ' if ok['cold/shell'] else '!'}")
