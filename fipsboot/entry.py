@@ -3,12 +3,11 @@ server's start-up, and every import there is paid on each launch."""
 from __future__ import annotations
 
 import sys
-from typing import List
 
 from .errors import EXIT_USAGE, FipsbootError
 
 
-def run_server(profile_path: str, argv: List[str], dry_run: bool, as_json: bool) -> int:
+def run_server(profile_path: str, argv: list, dry_run: bool, as_json: bool) -> int:
     from .profile import load
     from .runner import run
 
@@ -28,7 +27,7 @@ def entry() -> None:
     main()
 
 
-def lean_run(args: List[str]) -> int:
+def lean_run(args: list) -> int:
     split = args.index("--")
     opts, server = args[:split], args[split + 1:]
     profile_path, dry_run, as_json = None, False, False
@@ -46,6 +45,10 @@ def lean_run(args: List[str]) -> int:
                                "--json" in opts)
     if profile_path is None:
         return usage_error("fipsboot run: --profile is required", as_json)
+    if not dry_run:  # a launch verified before, nothing changed since: exec from here
+        from . import processenv, warmrun
+
+        warmrun.launch(profile_path, server, processenv.caller())
     try:
         return run_server(profile_path, server, dry_run, as_json)
     except FipsbootError as e:

@@ -1,14 +1,13 @@
-"""Parse fipsmodule.cnf and recompute its module-mac in-process (no openssl process).
-
-module-mac is HMAC-SHA256 over every byte of the module file, keyed with the FIPS key the
-provider was built with, written as hex pairs joined by ':' (either case, colons optional).
-"""
+"""Parse fipsmodule.cnf and judge its values; the module-mac itself is recomputed by
+modulemac (imported here, so `fipsmodule.module_mac` stays what it was)."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, List
+
+# The MAC lives in modulemac (the warm path imports it alone); these names stay here too.
+from .modulemac import _sha256, format_mac, module_mac, normalise_mac  # noqa: F401
 
 SECTION_RE = re.compile(r"^\s*\[\s*([^\]\s]+)\s*\]\s*$")
 KEY_RE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*=\s*(.*?)\s*$")
@@ -47,46 +46,6 @@ def parse(text: str, section: str = "fips_sect") -> FipsModuleCnf:
     if not found:
         raise ValueError(f"section [{section}] not found")
     return FipsModuleCnf(section, values)
-
-
-def normalise_mac(value: str) -> str:
-    return value.replace(":", "").strip().lower()
-
-
-def format_mac(digest: bytes) -> str:
-    return ":".join(f"{b:02X}" for b in digest)
-
-
-def module_mac(module: Path, key_hex: str) -> str:
-    """HMAC-SHA256 of the module file, formatted the way fipsinstall writes it.
-
-    The standard library's HMAC gives the same value as fipsinstall and as `cryptography`
-    (a test pins all three). It is used rather than `cryptography` because that library's
-    bundled OpenSSL honours OPENSSL_CONF: started with the installation's FIPS config in the
-    environment (as the server's account is), it has no usable provider and cannot hash.
-    """
-    import hmac
-
-    mac = hmac.new(bytes.fromhex(key_hex), digestmod=_sha256())
-    with open(module, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            mac.update(chunk)
-    return format_mac(mac.digest())
-
-
-def _sha256():
-    """OpenSSL's SHA-256 when this process's OpenSSL can give it, else Python's own."""
-    import hashlib
-
-    try:
-        hashlib.new("sha256")
-        return "sha256"
-    except ValueError:  # an OpenSSL config in this process refused it
-        try:
-            from _sha256 import sha256  # Python 3.9-3.11
-        except ImportError:
-            from _sha2 import sha256  # Python 3.12+
-        return sha256
 
 
 def key_problems(cnf: FipsModuleCnf) -> List[str]:

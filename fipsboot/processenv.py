@@ -9,7 +9,10 @@ server's from.
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: this runs on the wrapper's warm path
+    from typing import Dict, Optional
 
 OPENSSL_VARS = ("OPENSSL_CONF", "OPENSSL_MODULES", "OPENSSL_CONF_INCLUDE")
 _caller: Optional[Dict[str, str]] = None

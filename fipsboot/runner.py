@@ -17,10 +17,9 @@ from .checks import verdict_ok
 from .errors import EXIT_REFUSED, FipsbootError, UsageError
 from .journal import Journal
 from .layout import Layout, resolve
+from .warmrun import ENV_PREFIXES  # what in the environment keys the verdict
 
 CACHE_NAME = "verdict-cache.json"
-# What in the environment can change which libcrypto, config or providers a process loads.
-ENV_PREFIXES = ("OPENSSL", "LD_", "SSL_", "WINE")
 
 
 def identity(path) -> List[int]:
@@ -166,6 +165,10 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
     from .platforms import backend_for
     from .runrecords import record_launch
 
+    if mode == environ.FIPS:  # what this verdict rested on, for the next launch's warm path
+        from .warmrun import remember
+
+        remember(profile, job, checks)
     record_launch(job, checks if mode == environ.FIPS else None)  # for `fipsboot status`
     try:
         return backend_for(profile).launch(argv, env)

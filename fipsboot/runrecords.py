@@ -15,12 +15,14 @@ same): a missing record must never stop a verified server.
 """
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
-from pathlib import Path
-from typing import List, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: the writer runs on the warm path, which imports neither
+    from pathlib import Path
+    from typing import List, Optional, Tuple
 
 FOLDER = "runs"
 FORMAT = 1
@@ -64,9 +66,9 @@ def safe_folder(folder: Path, create: bool) -> bool:
     return os.name != "posix" or st.st_uid in (0, os.geteuid())
 
 
-def write(journal_folder: Path, argv: List[str], mode: str, module_mac: Optional[str],
+def write(journal_folder: str | Path, argv: List[str], mode: str, module_mac: Optional[str],
           checkpoint: Optional[int], launch: str,
-          environment: Optional[dict] = None) -> Optional[Path]:
+          environment: Optional[dict] = None) -> Optional[str]:
     """Record this process (which is about to become, or to start, the server). Never raises
     for lack of permission: returns None when nothing could be written."""
     pid = os.getpid()
@@ -76,12 +78,12 @@ def write(journal_folder: Path, argv: List[str], mode: str, module_mac: Optional
               "checkpoint": checkpoint, "time": time.time(),
               "uid": os.geteuid() if hasattr(os, "geteuid") else None, "launch": launch,
               "environment": environment}
-    folder = journal_folder / FOLDER
+    folder = os.path.join(journal_folder, FOLDER)
     try:
-        if not journal_folder.is_dir() or not safe_folder(folder, create=True):
+        if not os.path.isdir(journal_folder) or not safe_folder(folder, create=True):
             return None
-        final = folder / f"{pid}-{ticks if ticks is not None else int(time.time())}.json"
-        tmp = folder / f".{final.name}.tmp"
+        name = f"{pid}-{ticks if ticks is not None else int(time.time())}.json"
+        final, tmp = os.path.join(folder, name), os.path.join(folder, f".{name}.tmp")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         try:
             os.unlink(tmp)  # left by a wrapper killed here with the same PID: ours to replace
@@ -91,13 +93,40 @@ def write(journal_folder: Path, argv: List[str], mode: str, module_mac: Optional
         try:
             if hasattr(os, "fchmod"):
                 os.fchmod(fd, FILE_MODE)
-            os.write(fd, json.dumps(record, sort_keys=True).encode())
+            os.write(fd, to_json(record).encode())
         finally:
             os.close(fd)
         os.replace(tmp, final)
         return final
     except (OSError, ValueError):
         return None
+
+
+def to_json(value) -> str:
+    """JSON for a record (str, int, float, None, lists, a dict), as json.dumps(sort_keys=True)
+    reads back, without the json module: that brings `re` into the server's start-up."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(to_json, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{to_json(str(k))}: {to_json(value[k])}"
+                               for k in sorted(value)) + "}"
+    out = []
+    for ch in str(value):
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code > 0xFFFF:  # outside the BMP: a surrogate pair, as JSON spells it
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    return '"' + "".join(out) + '"'
 
 
 def last_checkpoint(journal) -> Optional[int]:
@@ -181,6 +210,8 @@ def read_all(journal_folder: Path) -> Tuple[List[Tuple[Path, dict]], List[str]]:
             raw = os.read(fd, MAX_BYTES + 1)
         finally:
             os.close(fd)
+        import json
+
         try:
             data = json.loads(raw)
         except ValueError:

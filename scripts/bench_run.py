@@ -9,8 +9,12 @@ subprocess.run:
   cold   the same after deleting verdict-cache.json     (the live openssl probes run)
   shell  a POSIX sh wrapper: export the three variables, `openssl list -providers | grep`
          that fips is active, then `exec true`
+  floor  `python -I -S -c pass` with the same interpreter: the floor of any Python wrapper
+  site   `python -c pass`: the interpreter as a console script starts it (site, .pth files),
+         for scale: what fipsboot itself adds is warm - site
 
-and prints the medians and the ratios warm/shell (target <= 1.5) and cold/shell (target <= 3).
+and prints the medians and the ratios warm/floor (target <= 2), warm/shell (target <= 1.5) and
+cold/shell (target <= 3; issue 10 asks <= 1.0 on 3.5).
 The console script is used, not `python -m`, since that is what operators run.
 
     .venv/bin/python scripts/bench_run.py [--rounds 30] [--version 3.0 --version 3.5] [--json]
@@ -41,7 +45,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import LINUX_VERSIONS, Installation, lay_out, testbed_dir  # noqa: E402
 
-TARGETS = {"warm": 1.5, "cold": 3.0}
+TARGETS = {"warm": 1.5, "cold": 3.0}  # against the shell wrapper
+FLOOR_TARGET = 2.0  # warm against the interpreter's floor
 CACHE_NAME = "verdict-cache.json"
 
 
@@ -141,15 +146,20 @@ def bench(version: str, rounds: int, work: Path, testbed: dict, pyc: bool) -> di
     timed(shell, env)
     timed(run, env)
 
-    kinds = {"warm": warm, "cold": cold, "shell": lambda: timed(shell, env)}
+    floor = [sys.executable, "-I", "-S", "-c", "pass"]
+    kinds = {"warm": warm, "cold": cold, "shell": lambda: timed(shell, env),
+             "floor": lambda: timed(floor, env),
+             "site": lambda: timed([sys.executable, "-c", "pass"], env)}
     samples: Dict[str, List[float]] = {k: [] for k in kinds}
     order = list(kinds)
     for i in range(rounds):
-        rotated = order[i % 3:] + order[:i % 3]  # interleaved, each kind in each position
+        rotated = order[i % len(order):] + order[:i % len(order)]  # interleaved, each kind
+        # in each position
         for kind in rotated:
             samples[kind].append(kinds[kind]())
     medians = {k: statistics.median(v) for k, v in samples.items()}
     ratios = {k: medians[k] / medians["shell"] for k in TARGETS}
+    warm_floor = medians["warm"] / medians["floor"]
     return {
         "version": version,
         "rounds": rounds,
@@ -158,9 +168,11 @@ def bench(version: str, rounds: int, work: Path, testbed: dict, pyc: bool) -> di
         "min_ms": {k: round(min(v) * 1000, 2) for k, v in samples.items()},
         "stdev_ms": {k: round(statistics.stdev(v) * 1000, 2) if len(v) > 1 else 0.0
                      for k, v in samples.items()},
-        "ratio": {f"{k}/shell": round(v, 2) for k, v in ratios.items()},
-        "target": {f"{k}/shell": t for k, t in TARGETS.items()},
-        "meets_target": {f"{k}/shell": ratios[k] <= t for k, t in TARGETS.items()},
+        "ratio": {**{f"{k}/shell": round(v, 2) for k, v in ratios.items()},
+                  "warm/floor": round(warm_floor, 2)},
+        "target": {**{f"{k}/shell": t for k, t in TARGETS.items()}, "warm/floor": FLOOR_TARGET},
+        "meets_target": {**{f"{k}/shell": ratios[k] <= t for k, t in TARGETS.items()},
+                         "warm/floor": warm_floor <= FLOOR_TARGET},
     }
 
 
@@ -259,15 +271,18 @@ def main() -> None:
     print(f"fipsboot run vs a shell wrapper: median of {args.rounds} interleaved rounds "
           f"(python {sys.version.split()[0]}, byte code "
           f"{'compiled on each run' if args.no_pyc else 'cached'})")
-    print(f"{'openssl':8} {'warm ms':>8} {'cold ms':>8} {'shell ms':>9} "
-          f"{'warm/shell':>11} {'cold/shell':>11}")
+    print(f"{'openssl':8} {'warm ms':>8} {'cold ms':>8} {'shell ms':>9} {'floor ms':>9} "
+          f"{'site ms':>8} "
+          f"{'warm/floor':>11} {'warm/shell':>11} {'cold/shell':>11}")
     for r in results:
         m, ratio, ok = r["median_ms"], r["ratio"], r["meets_target"]
         print(f"{r['version']:8} {m['warm']:8.1f} {m['cold']:8.1f} {m['shell']:9.1f} "
+              f"{m['floor']:9.1f} {m['site']:8.1f} "
+              f"{ratio['warm/floor']:9.2f}{' ' if ok['warm/floor'] else '!'}  "
               f"{ratio['warm/shell']:9.2f}{' ' if ok['warm/shell'] else '!'}  "
               f"{ratio['cold/shell']:9.2f}{' ' if ok['cold/shell'] else '!'}")
-    print(f"targets: warm/shell <= {TARGETS['warm']}, cold/shell <= {TARGETS['cold']} "
-          "('!' marks a miss)")
+    print(f"targets: warm/floor <= {FLOOR_TARGET}, warm/shell <= {TARGETS['warm']}, "
+          f"cold/shell <= {TARGETS['cold']} ('!' marks a miss)")
 
 
 if __name__ == "__main__":

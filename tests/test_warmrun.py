@@ -1,0 +1,117 @@
+"""`fipsboot run`'s warm path (fipsboot/warmrun.py): its import set is a designed property.
+
+The real entry point is run as the console script runs it, under `python -X importtime`, after
+a verdict was cached; every module it imports beyond the bare interpreter is listed here, so a
+change that puts click, dataclasses, pathlib, typing, re or json back on the server's start-up
+fails this test. A fact that no longer holds (or a facts file not to be trusted) sends the
+launch down the full path, which the import set shows too.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import fipsboot
+
+from fipsboot import runrecords, warmrun
+from fipsboot.journal import SYSTEM_STATE_DIR, Journal
+
+# The console script is exactly this (pip writes it): import sys, import the entry, call it.
+CONSOLE = "import sys; from fipsboot.entry import entry; sys.argv[0] = 'fipsboot'; entry()"
+FIPSBOOT_WARM = {"fipsboot", "fipsboot.entry", "fipsboot.errors", "fipsboot.processenv",
+                 "fipsboot.warmrun", "fipsboot.modulemac", "fipsboot.runrecords"}
+# Beyond the bare interpreter, the warm path may import only these: OpenSSL's hashing without
+# hashlib (whose start-up lists every digest OpenSSL has), file modes, and the warnings module
+# os.execvpe imports for its PATH search.
+STDLIB_WARM = {"__future__", "_hashlib", "stat", "_stat", "warnings"}
+NEVER = {"click", "dataclasses", "pathlib", "typing", "tomllib", "re", "json", "inspect",
+         "hashlib", "hmac",
+         "subprocess", "enum", "fipsboot.runner", "fipsboot.profile", "fipsboot.verify"}
+
+
+def imported(argv, env=None) -> tuple:
+    p = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True,
+                       text=True, env=env, timeout=60)
+    names = {line.split("|")[-1].strip() for line in p.stderr.splitlines()
+             if line.startswith("import time:") and "|" in line}
+    return p, names - {"package"}
+
+
+def warm_run(profile: Path, *server: str) -> tuple:
+    """(process, modules fipsboot imported) for `fipsboot run --profile P -- SERVER`."""
+    _, floor = imported(["-c", "import sys"])
+    p, names = imported(["-c", CONSOLE, "run", "--profile", str(profile), "--", *server])
+    return p, names - floor
+
+
+def installed(inst) -> Path:
+    profile = inst.write_profile()
+    fipsboot("install", "--profile", str(profile), check=0)
+    return profile
+
+
+def facts_file(profile: Path) -> Path:
+    return Path(os.environ["FIPSBOOT_STATE_DIR"]) / warmrun.facts_name(os.path.realpath(profile))
+
+
+def test_the_warm_path_imports_only_what_it_must(installation):
+    profile = installed(installation)
+    p, cold = warm_run(profile, "true")
+    assert p.returncode == 0, p.stderr
+    assert "fipsboot.runner" in cold  # the first launch verifies in full, and remembers
+    assert facts_file(profile).exists()
+
+    p, warm = warm_run(profile, "sh", "-c", 'echo "started $$"')
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("started ")  # the server really ran, with this PID
+    ours = {n for n in warm if n.split(".")[0] == "fipsboot"}
+    assert ours <= FIPSBOOT_WARM, sorted(ours - FIPSBOOT_WARM)
+    assert not warm & NEVER, sorted(warm & NEVER)
+    assert warm - ours <= STDLIB_WARM, sorted(warm - ours - STDLIB_WARM)
+    # The run record for `fipsboot status` is written before the exec, as on the full path.
+    folder = Journal.for_installation(str(installation.install_dir)).folder
+    records, notes = runrecords.read_all(folder)
+    pid = int(p.stdout.split()[1])
+    assert not notes and any(r["pid"] == pid and r["module_mac"] for _, r in records)
+
+
+def test_a_changed_fact_or_an_untrusted_facts_file_takes_the_full_path(installation30, tmp_path):
+    profile = installed(installation30)
+    assert warm_run(profile, "true")[0].returncode == 0
+    facts = facts_file(profile)
+
+    facts.chmod(0o666)  # writable by others: not to be trusted
+    p, names = warm_run(profile, "true")
+    assert p.returncode == 0 and "fipsboot.runner" in names
+    assert "fipsboot.runner" not in warm_run(profile, "true")[1]  # remembered again
+
+    other = tmp_path / "facts"
+    other.write_bytes(facts.read_bytes())
+    facts.unlink()
+    facts.symlink_to(other)  # a link is never followed (nor written through)
+    for _ in range(2):
+        p, names = warm_run(profile, "true")
+        assert p.returncode == 0 and "fipsboot.runner" in names
+    facts.unlink()
+    assert "fipsboot.runner" in warm_run(profile, "true")[1]
+    assert "fipsboot.runner" not in warm_run(profile, "true")[1]
+
+    with open(installation30.config_dir / "openssl.cnf", "a") as f:
+        f.write("# touched\n")  # any byte of a config: a miss
+    assert "fipsboot.runner" in warm_run(profile, "true")[1]
+    env = dict(os.environ, OPENSSL_ia32cap="0")  # an OpenSSL variable of the caller: a miss
+    p, names = imported(["-c", CONSOLE, "run", "--profile", str(profile), "--", "true"], env)
+    assert p.returncode == 0 and "fipsboot.runner" in names
+
+
+def test_the_record_writer_spells_json_that_json_reads():
+    record = {"argv": ["srv", 'a "quoted" \\ arg', "tab\tnew\nline", "é", "\U0001f600",
+                       "\udcff"], "pid": 12, "time": 1764134000.125, "none": None}
+    assert json.loads(runrecords.to_json(record)) == record
+
+
+def test_the_warm_path_looks_in_the_same_state_folder():
+    assert warmrun.SYSTEM_STATE_DIR == str(SYSTEM_STATE_DIR)
