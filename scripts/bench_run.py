@@ -41,9 +41,7 @@ from pathlib import Path
 from typing import Dict, List
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from conftest import LINUX_VERSIONS, Installation, lay_out, testbed_dir  # noqa: E402
+from sampleserver import LINUX_VERSIONS, Installation, lay_out, testbed_dir  # noqa: E402
 
 TARGETS = {"warm": 1.5, "cold": 3.0}  # against the shell wrapper
 FLOOR_TARGET = 2.0  # warm against the interpreter's floor

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Dict, List
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from conftest import lay_out, sourced, testbed_dir  # noqa: E402
+from sampleserver import lay_out, sourced, testbed_dir  # noqa: E402
 
 from fipsboot import providers  # noqa: E402
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 LINUX_VERSIONS = ["3.0", "3.5"]
 
@@ -100,3 +101,13 @@ def lay_out(build_dir: Path, root: Path, version: str) -> Installation:
     (root / "etc default").mkdir()
     (root / "home").mkdir()
     return Installation(version, root, install, config, security_pack, build_dir)
+
+
+def sourced(path: Path, names=("OPENSSL_CONF", "OPENSSL_MODULES", "LD_LIBRARY_PATH")) -> Dict:
+    """What `. FILE` in sh defines, read back through the shell itself."""
+    script = ". \"$1\"; " + "; ".join(
+        f'if [ -n "${{{n}+x}}" ]; then printf "%s\\0%s\\0" {n} "${n}"; fi' for n in names)
+    out = subprocess.run(["sh", "-c", script, "sh", str(path)], capture_output=True, check=True,
+                         env={"PATH": os.environ["PATH"]}).stdout.decode()
+    parts = out.split("\0")[:-1]
+    return dict(zip(parts[::2], parts[1::2]))

@@ -16,26 +16,7 @@ from pathlib import Path
 from typing import Dict
 
 import pytest
-
-# The helpers live in helpers.py; these names stay importable from conftest for the modules
-# that still import them from here (test_status, test_tlscheck*, test_report, bench_run.py).
-from helpers import (  # noqa: F401
-    LINUX_VERSIONS,
-    ROOT,
-    Installation,
-    _missing,
-    build,
-    contents,
-    fipsboot,
-    lay_out,
-    providers_with_env,
-    sourced,
-    testbed_dir,
-    tree_snapshot,
-)
-
-# test_run.py only re-exports helpers for test_status.py (see its docstring).
-collect_ignore = ["test_run.py"]
+from helpers import LINUX_VERSIONS, Installation, _missing, build, lay_out, testbed_dir
 
 
 @pytest.fixture(scope="session")

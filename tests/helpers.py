@@ -13,7 +13,7 @@ from typing import Dict, Optional
 
 import pytest
 import systemdstandin
-from sampleserver import LINUX_VERSIONS, Installation, lay_out, testbed_dir
+from sampleserver import LINUX_VERSIONS, Installation, lay_out, sourced, testbed_dir
 
 __all__ = ["ROOT", "LINUX_VERSIONS", "Installation", "lay_out", "testbed_dir", "missing",
            "_missing", "build", "fipsboot", "sourced", "tree_snapshot", "providers_with_env",
@@ -51,16 +51,6 @@ def fipsboot(*args: str, env: Optional[Dict[str, str]] = None, check: Optional[i
     if check is not None:
         assert p.returncode == check, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
     return p
-
-
-def sourced(path: Path, names=("OPENSSL_CONF", "OPENSSL_MODULES", "LD_LIBRARY_PATH")) -> Dict:
-    """What `. FILE` in sh defines, read back through the shell itself."""
-    script = ". \"$1\"; " + "; ".join(
-        f'if [ -n "${{{n}+x}}" ]; then printf "%s\\0%s\\0" {n} "${n}"; fi' for n in names)
-    out = subprocess.run(["sh", "-c", script, "sh", str(path)], capture_output=True, check=True,
-                         env={"PATH": os.environ["PATH"]}).stdout.decode()
-    parts = out.split("\0")[:-1]
-    return dict(zip(parts[::2], parts[1::2]))
 
 
 def tree_snapshot(root: Path) -> Dict[str, tuple]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
-from conftest import ROOT, Installation, _missing, fipsboot
+from helpers import ROOT, Installation, _missing, fipsboot
 from test_verify import flip_rodata_byte
 
 from fipsboot import reporthtml

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
 import pytest
-from conftest import _missing, build, fipsboot, lay_out
-from test_run import (
+from helpers import _missing, build, fipsboot, lay_out
+from runhelpers import (
     account_switch,
     caller_env,
     free_port,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import test_status
-from conftest import build, fipsboot, lay_out
-from test_run import (
+from helpers import build, fipsboot, lay_out
+from runhelpers import (
     account_switch,
     caller_env,
     free_port,

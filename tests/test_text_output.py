@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import fipsboot
+from helpers import fipsboot
 
 from fipsboot import cli, report
 from fipsboot.printable import printable

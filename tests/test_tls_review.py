@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Dict
 
 import pytest
-from conftest import build, fipsboot, lay_out
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
+from helpers import build, fipsboot, lay_out
 from tlspeers import Pki, new_cert, new_key, openssl_server, write_cert, write_key
 
 VERSION = "3.0"

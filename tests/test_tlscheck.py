@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict
 
 import pytest
-from conftest import LINUX_VERSIONS, build, fipsboot, lay_out, tree_snapshot
+from helpers import LINUX_VERSIONS, build, fipsboot, lay_out, tree_snapshot
 from tlspeers import Pki, free_port, new_cert, openssl_server, redis_tls, write_cert
 
 TLS13_CHACHA = {"tls_protocols": '"TLSv1.3"', "tls_ciphersuites": "TLS_CHACHA20_POLY1305_SHA256"}

@@ -6,9 +6,9 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-from conftest import fipsboot
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from helpers import fipsboot
 from tlspeers import new_cert, new_key
 
 from fipsboot import profile as profile_mod

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import fipsboot
+from helpers import fipsboot
 
 from fipsboot import runrecords, warmrun
 from fipsboot.journal import SYSTEM_STATE_DIR, Journal
