@@ -52,7 +52,9 @@ def path_problems(paths: Iterable[Path]) -> List[str]:
     problems: List[str] = []
     ancestors: List[Path] = []
     for path in paths:
-        ancestors += [p for p in Path(path).parents if p not in ancestors]
+        # the folders above the path as written and above where its links lead
+        for spelled in dict.fromkeys([Path(path), Path(os.path.realpath(path))]):
+            ancestors += [p for p in spelled.parents if p not in ancestors]
         try:
             st = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
