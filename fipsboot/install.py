@@ -63,6 +63,13 @@ class Staging:
     def native(self, name: str) -> str:
         return str(self._native / name)
 
+    def write(self, name: str, data: bytes) -> None:
+        """A staged file, 0600 whatever the umask: root's openssl reads it, and root starts no
+        openssl on a configuration another account could change."""
+        path = self.host / name
+        path.write_bytes(data)
+        os.chmod(path, 0o600)
+
 
 @contextmanager
 def staging(layout: Layout) -> Iterator[Staging]:
@@ -102,7 +109,7 @@ def reusable_fipsmodule(layout: Layout, journal: Journal) -> bool:
 
 def run_fipsinstall(layout: Layout, stage: Staging) -> tuple:
     openssl = OpenSSL(layout)
-    (stage.host / "empty.cnf").write_text("")
+    stage.write("empty.cnf", b"")
     # An active FIPS config in the caller's environment must not load the provider first.
     env = openssl.env(staged_env(layout, stage.native("empty.cnf")))
     # fips-key goes to fipsinstall too, so the MAC it writes is the one verify recomputes.
@@ -110,6 +117,8 @@ def run_fipsinstall(layout: Layout, stage: Staging) -> tuple:
     key_options = [] if key == DEFAULT_FIPS_KEY else ["-macopt", f"hexkey:{key}"]
     report = openssl.fipsinstall(layout.module, stage.native("fipsmodule.cnf"),
                                  [*layout.profile.fipsinstall_options, *key_options], env)
+    if (stage.host / "fipsmodule.cnf").is_file():
+        os.chmod(stage.host / "fipsmodule.cnf", 0o600)  # fipsinstall follows the umask
     if not report.passed or not (stage.host / "fipsmodule.cnf").exists():
         named = report.failed_tests
         fix = ("the FIPS module is damaged or does not match this openssl; reinstall the "
@@ -181,12 +190,12 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
         with staging(layout) as stage:
             if reuse:
                 module_bytes = module_path.read_bytes()
-                (stage.host / "fipsmodule.cnf").write_bytes(module_bytes)
+                stage.write("fipsmodule.cnf", module_bytes)
             else:
                 module_bytes, report = run_fipsinstall(layout, stage)
                 result["self_tests"] = report.self_tests
             staged_cnf = opensslcnf.render(layout, stage.native("fipsmodule.cnf"))
-            (stage.host / "openssl.cnf").write_text(staged_cnf)
+            stage.write("openssl.cnf", staged_cnf.encode())
             env = OpenSSL(layout).env(staged_env(layout, stage.native("openssl.cnf")))
             overridden = wine_registry_conflict(layout, env)
             if overridden:  # proved below, with the registry state install writes

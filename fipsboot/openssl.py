@@ -55,9 +55,40 @@ class OpenSSL:
     def run(self, args: Sequence[str], env: Mapping[str, str], stdin: bytes = b"") -> Result:
         return self.run_together([(args, stdin)], env)[0]
 
+    def refusal(self, env: Mapping[str, str]) -> Optional[str]:
+        """Why root must not start this openssl with `env`, or None. Every command that starts
+        it (install, verify, run, reset, report, tls-check, status) comes through here: no
+        process starts when another account could replace the code it runs (the installation's
+        files, or any path the environment names), or when the environment points at the
+        installation's openssl.cnf and that file fails its check."""
+        from .trust import env_problems, trust_problems
+
+        problems = trust_problems(self.layout)
+        if not self.layout.windows:
+            problems += env_problems(env)
+        if problems:
+            return "; ".join(dict.fromkeys(problems))
+        conf = env.get("OPENSSL_CONF")
+        if conf is not None and conf == self.layout.openssl_cnf:
+            from .verify import check_openssl_cnf
+
+            check = check_openssl_cnf(self.layout)
+            if check.fails():
+                return f"{self.layout.openssl_cnf} fails its check: {check.reason}"
+        return None
+
+    def _refuse(self, env: Mapping[str, str]) -> None:
+        why = self.refusal(env)
+        if why:
+            raise OpenSSLError(f"not started: root runs no openssl while {why}",
+                               "chown root and chmod go-w each path named (folders on the way: "
+                               "chmod go-w), fix openssl.cnf with `fipsboot install --profile "
+                               "PROFILE`, then run the command again")
+
     def run_together(self, jobs: Sequence[Tuple[Sequence[str], bytes]],
                      env: Mapping[str, str]) -> List[Result]:
         """Run several openssl commands at once (in the start-up path they overlap)."""
+        self._refuse(env)
         program = [*self.layout.profile.launcher, str(self.layout.host(self.layout.openssl))]
         results = processes.run_together([([*program, *args], stdin) for args, stdin in jobs],
                                           env, TIMEOUT, OpenSSLError)
@@ -69,6 +100,7 @@ class OpenSSL:
 
     def run_bounded(self, args: Sequence[str], env: Mapping[str, str], timeout: float) -> Result:
         """One command with its own time limit (a TLS handshake with a peer that never answers)."""
+        self._refuse(env)
         program = [*self.layout.profile.launcher, str(self.layout.host(self.layout.openssl))]
         return processes.run_together([([*program, *args], b"")], env, timeout, OpenSSLError)[0]
 

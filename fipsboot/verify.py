@@ -90,23 +90,46 @@ def check_module_mac(layout: Layout) -> Check:
 
 
 ALLOWED_PROVIDERS = ("fips", "base")
+# The only shape fipsboot's openssl.cnf may have (names exact: OpenSSL matches module names by
+# prefix and drops what precedes a `.` in provider keys, so `prov`, `p.x`, `x.fips` or
+# `x.module` would be aliases fipsboot never judged).
+DEFAULT_KEYS = ("openssl_conf", "config_diagnostics")
+INIT_KEYS = ("providers", "alg_section")
+LOADERS = ("module", "identity")  # make OpenSSL load another file (or name) as a provider
 
 
 def read_openssl_cnf(layout: Layout):
-    """openssl.cnf with every file OpenSSL reads for it (cnfreader)."""
+    """openssl.cnf with the one file it may include, this installation's fipsmodule.cnf."""
     from . import cnfreader
 
-    return cnfreader.read(layout.host(layout.openssl_cnf), layout.host, layout.windows)
+    return cnfreader.read(layout.host(layout.openssl_cnf), layout.host, layout.windows,
+                          allowed_include=layout.config_path(layout.fipsmodule_cnf))
+
+
+def _exact_keys(where: str, section, allowed) -> List[str]:
+    extra, missing = [k for k in section if k not in allowed], [k for k in allowed
+                                                                 if k not in section]
+    problems = []
+    if extra:
+        problems.append(f"{where} has {', '.join(f'`{k}`' for k in extra)}: only "
+                        f"{' and '.join(allowed)} may be there (any other key is a module, "
+                        "provider or setting fipsboot did not write)")
+    if missing:
+        problems.append(f"{where} lacks {', '.join(missing)}")
+    return problems
 
 
 def check_openssl_cnf(layout: Layout) -> Check:
-    """Judge the configuration OpenSSL really applies: the section `openssl_conf` names, the
-    providers it loads (only fips and base), and proof that `fips` is this installation's
-    module: no `module` or `identity` key anywhere (OpenSSL then loads fips.so from
-    OPENSSL_MODULES, which the launch environment sets to the installation's fips folder, and
-    module-mac ties that file to fipsmodule.cnf), and no key of the fips section from any file
-    but fipsmodule.cnf."""
-    from .cnfreader import module_name
+    """Judge the configuration OpenSSL really applies, by OpenSSL's own reading rules: it may
+    include nothing but this installation's fipsmodule.cnf; [default] holds only openssl_conf
+    and config_diagnostics = 1; the section openssl_conf names holds exactly `providers` and
+    `alg_section`; the providers section exactly fips and base; fips's section is
+    fipsmodule.cnf's [fips_sect], every key of it from that file; base's section only
+    `activate = 1`; the algorithm section only `default_properties = fips=yes`; and no
+    `module`/`identity` key in any spelling anywhere (OpenSSL then loads fips.so from
+    OPENSSL_MODULES, the installation's fips folder, and module-mac ties that file to
+    fipsmodule.cnf)."""
+    from .cnfreader import skip_dot
 
     try:
         cnf = read_openssl_cnf(layout)
@@ -120,10 +143,12 @@ def check_openssl_cnf(layout: Layout) -> Check:
     want = layout.config_path(layout.fipsmodule_cnf)
     if want not in cnf.includes and not any("backslash" in p for p in problems):
         problems.append(f".include of {want} not found (found: {cnf.includes or 'none'})")
+    problems += _exact_keys("[default] (keys before the first section)",
+                            cnf.section("default"), DEFAULT_KEYS)
     for name, section in cnf.sections.items():
-        for key in ("module", "identity"):
-            if key in section:
-                problems.append(f"[{name}] has `{key} = {section[key].text}` ({section[key].source}): "
+        for key, value in section.items():
+            if skip_dot(key) in LOADERS or key.rsplit(".", 1)[-1] in LOADERS:
+                problems.append(f"[{name}] has `{key} = {value.text}` ({value.source}): "
                                 "it could load another file as a provider; only the "
                                 "installation's own fips module may be loaded")
     init_name = cnf.get("default", "openssl_conf")
@@ -131,16 +156,10 @@ def check_openssl_cnf(layout: Layout) -> Check:
     if not init:
         problems.append(f"openssl_conf names no section with settings (openssl_conf = "
                         f"{init_name!r}): OpenSSL would load no provider configuration")
-    modules: Dict[str, List[str]] = {}
-    for key, value in init.items():
-        modules.setdefault(module_name(key), []).append(value.text)
-    for name in ("providers", "alg_section"):
-        if len(modules.get(name, [])) > 1:
-            problems.append(f"[{init_name}] names {len(modules[name])} {name} sections: "
-                            "OpenSSL applies each")
-    if "engines" in modules:
-        problems.append(f"[{init_name}] loads engines, which bypass the FIPS provider")
-    providers = cnf.section((modules.get("providers") or [""])[0])
+    else:
+        problems += _exact_keys(f"[{init_name}]", init, INIT_KEYS)
+    providers_name = init["providers"].text if "providers" in init else None
+    providers = cnf.section(providers_name)
     extra = [p for p in providers if p not in ALLOWED_PROVIDERS]
     if extra:
         problems.append(f"providers other than fips and base are configured ({', '.join(extra)}): "
@@ -148,24 +167,35 @@ def check_openssl_cnf(layout: Layout) -> Check:
     for name in ALLOWED_PROVIDERS:
         if name not in providers:
             problems.append(f"the {name} provider is not listed in the providers section")
-    fips_sect = cnf.sections.get(providers["fips"].text, {}) if "fips" in providers else {}
+    own_section = "fips_sect"  # the section fipsinstall writes and fipsmodule.cnf is read for
+    if "fips" in providers and providers["fips"].text != own_section:
+        problems.append(f"the fips provider's section is [{providers['fips'].text}], not "
+                        f"fipsmodule.cnf's [{own_section}]")
+    fips_sect = cnf.sections.get(own_section, {})
     own = str(layout.host(layout.fipsmodule_cnf))
     foreign = sorted({v.source for v in fips_sect.values() if v.source != own})
     if foreign:
-        problems.append(f"the fips provider's section [{providers['fips'].text}] gets keys from "
+        problems.append(f"the fips provider's section [{own_section}] gets keys from "
                         f"{', '.join(foreign)}, not only from fipsmodule.cnf")
     base = cnf.section(providers["base"].text) if "base" in providers else {}
     if "base" in providers and (base.get("activate") is None or base["activate"].text != "1"):
         problems.append("the base provider is not activated (activate = 1): without it PEM "
                         "keys and certificates can't be decoded")
-    algs = cnf.section((modules.get("alg_section") or [""])[0])
+    elif "base" in providers:
+        problems += _exact_keys(f"[{providers['base'].text}] (the base provider's section)",
+                                base, ("activate",))
+    algs_name = init["alg_section"].text if "alg_section" in init else None
+    algs = cnf.section(algs_name)
     props = algs["default_properties"].text if "default_properties" in algs else ""
     if props.replace(" ", "") != "fips=yes":
         problems.append("default_properties = fips=yes is missing")
+    elif algs_name:
+        problems += _exact_keys(f"[{algs_name}]", algs, ("default_properties",))
     if problems:
-        return failed("openssl.cnf", "; ".join(problems), REINSTALL, files=files)
-    return passed("openssl.cnf", "diagnostics on, absolute forward-slash include, fips and base "
-                  "activated, fips=yes by default, no other provider or module", files=files)
+        return failed("openssl.cnf", "; ".join(dict.fromkeys(problems)), REINSTALL, files=files)
+    return passed("openssl.cnf", "diagnostics on, only fipsmodule.cnf included, fips and base "
+                  "activated, fips=yes by default, no other provider, module or setting",
+                  files=files)
 
 
 def check_targets(layout: Layout, targets: Iterable, mode: str, managed: Mapping[str, str],
@@ -302,6 +332,32 @@ def launch_environment(layout: Layout, mode: str, base: Optional[Mapping[str, st
     return env
 
 
+# A failure of one of these means root would run code (or load a configuration) someone else
+# chose: the live checks are then not run at all.
+GATING = ("files", "permissions", "openssl.cnf")
+
+
+def not_run(why: str, label: str = "") -> List[Check]:
+    where = f" (environment of {label})" if label else ""
+    return [failed(name, f"not run{where}: {why}", REINSTALL)
+            for name in ("providers", "negative-probe")]
+
+
+def target_problems(target, values: Mapping[str, Optional[str]]) -> List[str]:
+    """Why the values a target holds must not be handed to a process root starts: the file
+    they come from, or a path they name, is one another account can change."""
+    from .trust import env_problems, path_problems
+
+    problems = []
+    path = getattr(target, "path", None)  # registry targets (Windows) have none
+    if path is None:
+        problems.append("its values can't be traced to a file only root can change")
+    else:
+        problems += path_problems([path])
+    problems += env_problems({k: v for k, v in values.items() if v is not None})
+    return problems
+
+
 def verify(layout: Layout, targets: List, mode: str, managed: Mapping[str, str],
            previously_written: Iterable[str] = (), live: bool = True) -> List[Check]:
     from .openssl import OpenSSL
@@ -311,22 +367,37 @@ def verify(layout: Layout, targets: List, mode: str, managed: Mapping[str, str],
     if mode == environ.NONFIPS:
         checks = [check_nonfips_environment(layout, targets, env)]
         if live:
-            checks.append(check_nonfips_providers(openssl, env))
+            why = openssl.refusal(env)
+            checks.append(failed("providers", f"not run: root runs no openssl while {why}",
+                                 "chown root and chmod go-w each path named")
+                          if why else check_nonfips_providers(openssl, env))
         return checks
     checks = fast_checks(layout)
     checks.append(check_targets(layout, targets, mode, managed, previously_written))
     if not live:
         return checks
+    gate = [c for c in checks if c.name in GATING and c.fails()]
+    if gate:
+        return checks + not_run("root starts no openssl while "
+                                + " and ".join(f"'{c.name}'" for c in gate) + " fails")
     checks += live_checks(openssl, env)
     from .cmvp import check_from  # only here: `run`'s start-up never asks about certificates
 
     checks += [c for c in [check_from(checks, layout.profile)] if c]
-    # A target that drifted hands the server another environment: prove what it gives.
+    # A target that drifted hands the server another environment: prove what it gives, but
+    # only when nobody but root could have chosen those values (a target another account can
+    # write is judged statically by `targets`: its values never reach a process root starts).
     for target in targets:
         current = target.effective()
         want = environ.values(layout, mode, current, previously_written)
         if any(current.get(k) != v for k, v in want.items()):
-            target_env = environ.with_values(env, {key: current.get(key) for key in want})
+            values = {key: current.get(key) for key in want}
+            untrusted = target_problems(target, values)
+            if untrusted:
+                checks.append(not_run("; ".join(untrusted) + " (the targets check judges "
+                                      "its values)", target.spec)[0])
+                continue
+            target_env = environ.with_values(env, values)
             checks.append(live_checks(openssl, target_env, target.spec)[0])
     return checks
 

@@ -190,8 +190,12 @@ def test_run_cache_covers_every_included_file(installation30):
     extra = inst.config_dir / "extra.cnf"
     extra.write_text("")
     cnf = inst.config_dir / "openssl.cnf"
-    cnf.write_text(cnf.read_text() + f"\n.include {extra}\n")
     fipsboot("run", "--profile", str(profile), "--", "true", check=0)  # cached pass
+    cnf.write_text(cnf.read_text() + f"\n.include {extra}\n")
+    # Only fipsboot's own fipsmodule.cnf may be included (review finding 2): refused at once,
+    # never served from the cache, whatever the included file holds.
+    r = fipsboot("run", "--profile", str(profile), "--", "true")
+    assert r.returncode == 78 and str(extra) in r.stderr, r.stderr
     extra.write_text(DEFAULT_BESIDE)
     r = fipsboot("run", "--profile", str(profile), "--", "true")
     assert r.returncode == 78, r.stderr
