@@ -11,8 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import fipsboot
-from test_robustness import login_account  # noqa: F401
+from helpers import fipsboot
 
 DEFAULT_BESIDE = """
 [provider_sect]
