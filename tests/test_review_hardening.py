@@ -10,7 +10,8 @@ import os
 import stat
 from pathlib import Path
 
-from conftest import fipsboot
+import pytest
+from conftest import fipsboot, sourced
 from test_robustness import login_account  # noqa: F401
 
 
@@ -109,3 +110,188 @@ def test_two_spellings_of_install_dir_share_one_journal_and_an_old_key_is_found(
     r = fipsboot("reset", "--profile", str(other), "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     assert len(list(state_dir.glob("*/journal.json"))) == 1
+
+
+# --- 7. targets judged as sh and systemd really read them -------------------------------------
+
+def _targets_check(profile):
+    r = fipsboot("verify", "--profile", str(profile), "--fast", "--json")
+    check = next(c for c in json.loads(r.stdout)["checks"] if c["name"] == "targets")
+    return r.returncode, check
+
+
+def _evil(tmp_path) -> Path:
+    evil = tmp_path / "evil.cnf"
+    evil.write_text("# another account's config\n")
+    return evil
+
+
+@pytest.mark.parametrize("line", [
+    'export OPENSSL"_CONF"={evil}',  # sh removes the quotes: OPENSSL_CONF is set
+    ". {more}",  # sh runs the other file
+    'OPENSSL_CONF="{cnf}" true',  # sh: only for `true`; systemd: "{cnf}true"
+    "eval OPENSSL_CONF={evil}",
+    "if true; then OPENSSL_CONF={evil}; fi",
+])
+def test_an_env_file_line_that_is_not_a_plain_assignment_fails_targets(installation30, tmp_path,
+                                                                        line):
+    inst = installation30
+    evil = _evil(tmp_path)
+    more = tmp_path / "more.env"
+    more.write_text(f"OPENSSL_CONF={evil}\n")
+    profile = inst.write_profile(targets=[f"envfile:{inst.envfile}"])
+    fipsboot("install", "--profile", str(profile), check=0)
+    assert _targets_check(profile)[0] == 0
+    cnf = inst.config_dir / "openssl.cnf"
+    with inst.envfile.open("a") as f:
+        f.write(line.format(evil=evil, more=more, cnf=cnf) + "\n")
+    if "{cnf}" not in line:  # what sh really does with the file
+        assert sourced(inst.envfile)["OPENSSL_CONF"] == str(evil)
+    code, check = _targets_check(profile)
+    assert code == 1 and "can't judge" in check["reason"], check
+    assert "line 4" in check["reason"] and "plain" in check["reason"]
+
+
+def test_the_whole_profile_file_is_judged_not_only_fipsboots_block(installation30, tmp_path):
+    inst = installation30
+    profile = inst.write_profile(targets=[f"profile-file:{inst.shell_profile}"])
+    inst.shell_profile.write_text("# mine\nexport EDITOR=vi\n")
+    fipsboot("install", "--profile", str(profile), check=0)
+    assert _targets_check(profile)[0] == 0
+    installed = inst.shell_profile.read_text()
+    inst.shell_profile.write_text(installed + "unset OPENSSL_CONF\n")
+    assert "OPENSSL_CONF" not in sourced(inst.shell_profile)
+    code, check = _targets_check(profile)
+    assert code == 1 and "OPENSSL_CONF is None" in check["reason"], check
+    inst.shell_profile.write_text(installed + f". {tmp_path / 'more.sh'}\n")
+    code, check = _targets_check(profile)
+    assert code == 1 and "can't judge" in check["reason"], check
+
+
+def test_drop_in_continuation_lines_are_joined_as_systemd_does(installation30, tmp_path):
+    """systemd.syntax(7): a line ending in a backslash goes on with the next one."""
+    inst = installation30
+    profile = inst.write_profile(targets=["systemd:gctilca"])
+    fipsboot("install", "--profile", str(profile), check=0)
+    override = inst.dropin.parent / "override.conf"
+    override.write_text("[Service]\nEnvironment=TZ=UTC \\\n# a comment inside is skipped\n"
+                        f"  OPENSSL_CONF={_evil(tmp_path)}\n")
+    code, check = _targets_check(profile)
+    assert code == 1 and "evil.cnf" in check["reason"], check
+
+
+def test_systemd_ignores_export_lines_of_an_environment_file(installation30):
+    """src/basic/env-file.c reads `export OPENSSL_CONF` as the name, which is not a valid
+    variable name; systemd drops the assignment. sh reads it. The env file keeps `export`
+    (issue 11 item 8) and judged on its own it passes; named by the unit it fails."""
+    inst = installation30
+    inst.envfile.write_text('export OPENSSL_CONF="/old.cnf"\n')
+    both = inst.write_profile(targets=["systemd:gctilca", f"envfile:{inst.envfile}"])
+    fipsboot("install", "--profile", str(both), check=0)
+    assert inst.envfile.read_text().startswith("export OPENSSL_CONF=")
+    assert _targets_check(both)[0] == 0
+    (inst.systemd_dir / "gctilca.service").write_text(
+        f"[Service]\nExecStart=/bin/true\nEnvironmentFile={inst.envfile}\n")
+    code, check = _targets_check(both)
+    assert code == 1 and "systemd ignores `export OPENSSL_CONF=...`" in check["reason"], check
+    inst.envfile.write_text(inst.envfile.read_text().replace("export ", ""))
+    assert _targets_check(both)[0] == 0
+
+
+# --- 8. every drop-in systemd reads for the unit ------------------------------------------------
+
+def _system_root(inst):
+    root = inst.root / "host"
+    (root / "etc/systemd/system").mkdir(parents=True)
+    return root
+
+
+def test_a_template_units_drop_ins_and_file_are_judged(installation30, tmp_path):
+    inst = installation30
+    profile = inst.write_profile(targets=["systemd:ors@1"])
+    fipsboot("install", "--profile", str(profile), check=0)
+    assert (inst.systemd_dir / "ors@1.service.d" / "50-fipsboot.conf").is_file()
+    assert _targets_check(profile)[0] == 0
+    evil = _evil(tmp_path)
+    for folder in ("ors@.service.d", "service.d"):
+        override = inst.systemd_dir / folder / "override.conf"
+        override.parent.mkdir()
+        override.write_text(f"[Service]\nEnvironment=OPENSSL_CONF={evil}\n")
+        code, check = _targets_check(profile)
+        assert code == 1 and str(evil) in check["reason"], (folder, check)
+        override.unlink()
+    # the template file itself, read first: its EnvironmentFile= overrides the drop-ins
+    env = tmp_path / "ors.env"
+    env.write_text(f"OPENSSL_CONF={evil}\n")
+    (inst.systemd_dir / "ors@.service").write_text(f"[Service]\nEnvironmentFile={env}\n")
+    code, check = _targets_check(profile)
+    assert code == 1 and str(evil) in check["reason"], check
+
+
+@pytest.mark.parametrize("folder", ["etc/systemd/system.control", "run/systemd/system.control",
+                                    "run/systemd/transient", "run/systemd/generator.early",
+                                    "usr/lib/systemd/system"])
+def test_drop_ins_in_every_folder_of_the_unit_search_path_are_judged(installation30, tmp_path,
+                                                                      folder):
+    inst = installation30
+    root = _system_root(inst)
+    profile = inst.write_profile(targets=["systemd:gctilca"])
+    profile.write_text(profile.read_text().replace(
+        json.dumps(str(inst.systemd_dir)), json.dumps(str(root / "etc/systemd/system"))))
+    fipsboot("install", "--profile", str(profile), check=0)
+    assert _targets_check(profile)[0] == 0
+    evil = _evil(tmp_path)
+    override = root / folder / "gctilca.service.d" / "override.conf"
+    override.parent.mkdir(parents=True)
+    override.write_text(f"[Service]\nEnvironment=OPENSSL_CONF={evil}\n")
+    code, check = _targets_check(profile)
+    if folder == "usr/lib/systemd/system":  # read before fipsboot's (same name order: o > 5)
+        assert code == 1 and str(evil) in check["reason"], check
+        override.rename(override.with_name("10-vendor.conf"))  # sorted before 50-fipsboot
+        assert _targets_check(profile)[0] == 0
+        return
+    assert code == 1 and str(evil) in check["reason"], check
+    override.unlink()
+    # a 50-fipsboot.conf in a folder of higher priority masks fipsboot's own
+    (override.parent / "50-fipsboot.conf").write_text("[Service]\n")
+    code, check = _targets_check(profile)
+    assert code == 1 and "OPENSSL_CONF is None" in check["reason"], check
+
+
+# --- 9. links to unit files and drop-ins are read through (for judging only) -------------------
+
+def test_a_linked_unit_file_and_a_drop_in_masked_by_dev_null(installation30, tmp_path,
+                                                              login_account):
+    inst = installation30
+    root = _system_root(inst)
+    profile = inst.write_profile(targets=["systemd:gctilca"])
+    profile.write_text(profile.read_text().replace(
+        json.dumps(str(inst.systemd_dir)), json.dumps(str(root / "etc/systemd/system"))))
+    fipsboot("install", "--profile", str(profile), check=0)
+    evil = _evil(tmp_path)
+    # `systemctl link /opt/ors/gctilca.service` makes this link; its EnvironmentFile= counts
+    vendor = tmp_path / "opt" / "gctilca.service"
+    vendor.parent.mkdir()
+    env = tmp_path / "vendor.env"
+    env.write_text(f"OPENSSL_CONF={evil}\n")
+    vendor.write_text(f"[Service]\nExecStart=/bin/true\nEnvironmentFile={env}\n")
+    (root / "etc/systemd/system/gctilca.service").symlink_to(vendor)
+    code, check = _targets_check(profile)
+    assert code == 1 and str(evil) in check["reason"], check
+    assert "point the profile at the real file" not in check["reason"]
+    env.write_text("TZ=UTC\n")
+    assert _targets_check(profile)[0] == 0
+    # a vendor drop-in that breaks FIPS, masked by a link to /dev/null of the same name
+    vendor_dropin = root / "usr/lib/systemd/system/gctilca.service.d/override.conf"
+    vendor_dropin.parent.mkdir(parents=True)
+    vendor_dropin.write_text(f"[Service]\nEnvironment=OPENSSL_CONF={evil}\n")
+    assert _targets_check(profile)[0] == 1
+    mask = root / "etc/systemd/system/gctilca.service.d/override.conf"
+    mask.symlink_to(os.devnull)
+    assert _targets_check(profile)[0] == 0
+    # a link another account made is not read through: reported, not trusted
+    mask.unlink()
+    mask.symlink_to(tmp_path / "opt" / "nothing.conf")
+    os.lchown(mask, login_account.pw_uid, login_account.pw_gid)
+    code, check = _targets_check(profile)
+    assert code == 1 and "owned by uid" in check["reason"] and "can't be judged" in check["reason"]
