@@ -86,7 +86,8 @@ def installation_key(install_dir: str) -> str:
     dir is keyed on the folder Windows means (case folded, one kind of slash, `..` collapsed,
     short names resolved where possible): `C:\\GCTI\\ORS`, `c:/gcti/x/../ors` are one
     installation, one journal, one lock. A Linux one on its real path (links and `..`
-    resolved: `/opt/x/../ors` and a link to /opt/ors are /opt/ors)."""
+    resolved: `/opt/x/../ors` and a link to /opt/ors are /opt/ors; of a path that does not
+    exist, the part that does; a path that can't be resolved is an error)."""
     return _written_key(_canonical(install_dir))
 
 
@@ -99,7 +100,9 @@ def _canonical(install_dir: str) -> str:
         return normalised(ntpath.normpath(install_dir))
     try:
         return os.path.realpath(install_dir, strict=True)
-    except OSError as e:
+    except (FileNotFoundError, NotADirectoryError):  # not there (yet): what exists resolved
+        return os.path.realpath(install_dir)
+    except OSError as e:  # a link loop, a folder this account can't search
         raise FipsbootError(f"install-dir {install_dir} can't be resolved to a real folder "
                             f"({e.strerror})", "create the installation folder (or fix the "
                             "profile's install-dir) and run the command again") from None
