@@ -295,3 +295,63 @@ def test_a_linked_unit_file_and_a_drop_in_masked_by_dev_null(installation30, tmp
     os.lchown(mask, login_account.pw_uid, login_account.pw_gid)
     code, check = _targets_check(profile)
     assert code == 1 and "owned by uid" in check["reason"] and "can't be judged" in check["reason"]
+
+
+# --- the readers against the real systemd of a test host ----------------------------------------
+
+ENV_FILE_CASES = (
+    'export OPENSSL_CONF="/from/export.cnf"\n'
+    'OPENSSL_MODULES="/a b/fips" true\n'
+    "LD_LIBRARY_PATH=/x # not a comment for systemd\n"
+    "FB_SPACED = spaced  \n"
+    "FB_CONT=one\\\ntwo\n"
+    "FB_QUOTES='a'\"b\"c\n"
+    'FB_MIDQUOTE=a"b"c\n'
+    'FB_MULTI="first\nsecond"\n'
+    "; FB_SEMI=comment\n"
+    "#FB_HASH=comment \\\n"
+    "FB_AFTER=after\n"
+    "1FB=bad\n"
+    'FB_ESC="\\$x \\q"\n'
+)
+UNIT_CASES = (
+    "[Service]\n"
+    "Environment=FB_A=1 \\\n"
+    "# a comment inside is skipped\n"
+    "  FB_B=2 \"FB_C=three words\" FB_D=a\\x41%%\n"
+)
+
+
+def _host_env(host, *properties: str) -> dict:
+    r = host.run(["systemd-run", "--quiet", "--wait", "--pipe", "--collect",
+                  *[f"--property={p}" for p in properties], "/usr/bin/env", "-0"])
+    return dict(item.split("=", 1) for item in r.stdout.split("\0") if "=" in item)
+
+
+def test_the_readers_agree_with_a_real_systemd(fleet):
+    """What systemd itself hands a service from an EnvironmentFile= and from a drop-in with a
+    continuation line is what fipsboot's readers say it gets."""
+    from fipsboot.platforms import envsyntax
+
+    host = fleet.hosts[0]
+    host.write("/tmp/fb-cases.env", ENV_FILE_CASES)
+    got = _host_env(host, "EnvironmentFile=/tmp/fb-cases.env")
+    ours = {k: v for _, k, v in envsyntax.systemd_env_file(ENV_FILE_CASES)}
+    names = {"OPENSSL_CONF", "OPENSSL_MODULES", "LD_LIBRARY_PATH"} | {
+        k for k in list(got) + list(ours) if k.startswith("FB")}
+    assert {k: got.get(k) for k in names} == {k: ours.get(k) for k in names}
+    assert "OPENSSL_CONF" not in got  # `export NAME=` is dropped
+    assert got["OPENSSL_MODULES"] == "/a b/fipstrue"
+    # a unit file with a continuation line, started by systemd
+    host.write("/etc/systemd/system/fbcases.service",
+               UNIT_CASES + "Type=oneshot\nExecStart=/bin/sh -c 'env -0 > /tmp/fbcases.out'\n")
+    host.run("systemctl daemon-reload && systemctl start fbcases.service")
+    out = host.run("cat /tmp/fbcases.out").stdout
+    started = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
+    lines = envsyntax.unit_lines(UNIT_CASES)
+    words = envsyntax.environment_words(lines[1].partition("=")[2])
+    ours = dict(w.replace("%%", "%").split("=", 1) for w in words)
+    assert {k: started.get(k) for k in ours} == ours == {
+        "FB_A": "1", "FB_B": "2", "FB_C": "three words", "FB_D": "aA%"}
+    host.run("rm -f /etc/systemd/system/fbcases.service /tmp/fbcases.out /tmp/fb-cases.env && "
+             "systemctl daemon-reload")

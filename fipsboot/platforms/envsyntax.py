@@ -127,11 +127,14 @@ _NL = "\n\r"
 _NEED_ESCAPE = '"\\`$'
 
 
-def systemd_env_file(text: str, export_read: bool = False) -> List[Tuple[int, str, str]]:
+def systemd_env_file(text: str, export_read: bool = False,
+                     comment_continues: bool = True) -> List[Tuple[int, str, str]]:
     """(line, name, value) of every assignment systemd's EnvironmentFile= takes from `text`,
     in order; names that are not valid variable names (`export NAME`, `A B`) are dropped as
     systemd drops them. `export_read`: read `export NAME=` as `NAME=` (what a reader that
-    accepted the keyword would see; to tell the difference)."""
+    accepted the keyword would see; to tell the difference). `comment_continues`: a comment
+    ending in a backslash swallows the next line, as systemd before v254 does (Debian 12's 252, RHEL
+    9's 252); v254 reads that next line (pass False)."""
     out: List[Tuple[int, str, str]] = []
     state, key, value = "pre_key", [], []
     key_ws: Optional[int] = None
@@ -230,7 +233,7 @@ def systemd_env_file(text: str, export_read: bool = False) -> List[Tuple[int, st
                 state = "pre_key"
                 line += 1
         elif state == "comment_escape":
-            state = "pre_key" if c in _NL else "comment"
+            state = "pre_key" if c in _NL and not comment_continues else "comment"
             line += c in _NL
     if state in ("pre_value", "value", "value_escape", "single", "double", "double_escape"):
         if state == "value" and value_ws is not None:

@@ -252,7 +252,11 @@ class SystemdDropIn(FileTarget):
             text = data.decode("utf-8", "surrogateescape")
             read = {k: v for _, k, v in envsyntax.systemd_env_file(text)}
             with_export = {k: v for _, k, v in envsyntax.systemd_env_file(text, True)}
+            newer = {k: v for _, k, v in envsyntax.systemd_env_file(text, False, False)}
             for key in VARIABLES:
+                if read.get(key) != newer.get(key):
+                    odd.append(f"{self.spec}: EnvironmentFile={name}: systemd before and after "
+                               f"v254 read {key} differently (a comment line ending in `\\`)")
                 if read.get(key) != with_export.get(key):
                     odd.append(f"{self.spec}: EnvironmentFile={name}: systemd ignores `export "
                                f"{key}=...` (EnvironmentFile= reads only NAME=value lines; "
@@ -337,9 +341,12 @@ class EnvFile(FileTarget):
         if out:
             return out
         sh = envsyntax.sh_values(lines, VARIABLES)
-        systemd = {k: v for _, k, v in envsyntax.systemd_env_file(text, export_read=True)}
-        out += [f"{self.spec}: sh and systemd read {key} differently (an `unset` line)"
-                for key in VARIABLES if sh.get(key) != systemd.get(key)]
+        for continues in (True, False):  # systemd before v254, and since
+            systemd = {k: v for _, k, v in envsyntax.systemd_env_file(text, True, continues)}
+            out += [f"{self.spec}: sh and systemd read {key} differently (an `unset` line, or "
+                    "a comment line ending in `\\`)"
+                    for key in VARIABLES if sh.get(key) != systemd.get(key) and key not in
+                    " ".join(out)]
         return out
 
     def render(self, text: str, desired: Values) -> Optional[str]:
