@@ -8,9 +8,15 @@ and modes and owners are set with fchmod/fchown on that descriptor. On POSIX the
 is opened once and every name in it (temp file, rename, unlink) is used relative to that
 folder's descriptor, so the folder can't be swapped between the check and the use.
 
-Folders on the way to a file are followed as the operating system resolves them (a config
-folder or `UNIT.d` that is a link to a root-owned folder works); who may own and write them is
-checked by preflight and verify's `permissions`/`ownership` checks, not here.
+Folders on the way to a file are walked one name at a time from `/` (openat with
+O_NOFOLLOW|O_DIRECTORY): a symbolic link on the way is followed only when root (or the account
+running fipsboot) owns it, so a config folder or `UNIT.d` that root linked elsewhere works, but
+a link that another account planted in a folder it can write (`~/cfg -> /etc`) is refused
+instead of steering root's read, write or removal into another folder. Who may own and write
+the folders themselves is checked by preflight and verify's `permissions`/`ownership` checks.
+
+A target or backup with more than one hard link is refused: its other name may be a file root
+must not touch, and a restore that only fixes the mode would chmod/chown that file too.
 
 Atomic write (as hatch's fs utils, plus what they miss): a temp file in the target's folder,
 named `.NAME.<random>.fipsboot-tmp` (the journal sweeps such names after a kill), fsync, the
@@ -58,6 +64,15 @@ def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o600,
     shown = shown or path
     if not NOFOLLOW and os.path.islink(path):  # Windows: no O_NOFOLLOW
         raise _link_error(path, shown=shown)
+    if POSIX and dir_fd is None:  # reach the folder without following planted links
+        try:
+            folder = open_folder(Path(path).parent)
+        except FileNotFoundError:
+            return None
+        try:
+            return open_regular(Path(Path(path).name), flags, mode, folder, shown)
+        finally:
+            os.close(folder)
     try:
         fd = os.open(path, flags | OPEN_FLAGS, mode, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -115,17 +130,86 @@ def refuse_symlink(path: Path) -> None:
         raise _link_error(path)
 
 
+MAX_LINKS = 40  # as the kernel's own limit on links followed in one path
+PATH_ONLY = getattr(os, "O_PATH", os.O_RDONLY)
+
+
+def open_folder(folder: Path) -> int:
+    """A descriptor of `folder`, reached from `/` (or the working folder) one name at a time
+    with O_NOFOLLOW|O_DIRECTORY. A symbolic link on the way is followed only when root or this
+    account owns it: a link is changed only by replacing it, and a replacement belongs to
+    whoever made it, so another account can't steer the walk into a folder of its choice."""
+    text = str(folder)
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+
+    def dir_flags():  # O_PATH on the way (needs only search permission), readable at the end
+        return (os.O_RDONLY if not parts else PATH_ONLY) | os.O_DIRECTORY | os.O_CLOEXEC
+
+    fd = os.open("/" if text.startswith("/") else ".", dir_flags())
+    walked = "" if text.startswith("/") else "."
+    links = 0
+    try:
+        while parts:
+            name = parts.pop(0)
+            try:
+                next_fd = os.open(name, dir_flags() | NOFOLLOW, dir_fd=fd)
+            except OSError as e:
+                if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if not stat.S_ISLNK(st.st_mode):
+                    raise
+                link = f"{walked}/{name}"
+                to = os.readlink(name, dir_fd=fd)
+                if st.st_uid not in trusted_owners():
+                    raise FipsbootError(
+                        f"{link} (on the way to {folder}) is a symbolic link to {to} owned by "
+                        f"uid {st.st_uid}; fipsboot follows a link on the way to a file only "
+                        "when root owns it (another account could point it at any folder)",
+                        f"point the profile at the real path, or replace {link} with the "
+                        "folder itself (or a link root owns)") from None
+                links += 1
+                if links > MAX_LINKS:
+                    raise FipsbootError(f"too many symbolic links on the way to {folder}") from None
+                parts[:0] = [p for p in to.split("/") if p not in ("", ".")]
+                if to.startswith("/"):
+                    os.close(fd)
+                    fd = os.open("/", dir_flags())
+                    walked = ""
+                elif not parts:  # a link to "." at the end: the folder we are in, readable
+                    next_fd = os.open(".", dir_flags(), dir_fd=fd)
+                    os.close(fd)
+                    fd = next_fd
+                continue
+            os.close(fd)
+            fd = next_fd
+            walked = f"{walked}/{name}"
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 @contextlib.contextmanager
 def _folder(path: Path) -> Iterator[Optional[int]]:
-    """The descriptor of `path`'s folder (POSIX), opened once for every name used in it."""
+    """The descriptor of `path`'s folder (POSIX), walked to without following planted links
+    and opened once for every name used in it."""
     if not POSIX:
         yield None
         return
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = open_folder(path.parent)
     try:
         yield fd
     finally:
         os.close(fd)
+
+
+def _refuse_hard_links(st: os.stat_result, path: Path) -> None:
+    if POSIX and st.st_nlink > 1:
+        raise FipsbootError(
+            f"{path} has {st.st_nlink} hard links; fipsboot changes only files with one name "
+            "(another name may be a file root must not touch)",
+            f"replace {path} with a copy of its own (cp --remove-destination) and run again")
 
 
 def _in(folder_fd: Optional[int], path: Path, name: str):
@@ -146,6 +230,8 @@ def atomic_write(path: Path, data: bytes, mode: Optional[int] = None,
         finally:
             if old_fd is not None:
                 os.close(old_fd)
+        if old is not None:
+            _refuse_hard_links(old, path)
         if mode is None:
             mode = stat.S_IMODE(old.st_mode) if old else 0o644
         if not exact_mode:
@@ -196,6 +282,7 @@ def restore(path: Path, data: bytes, mode: Optional[int],
     if fd is not None:
         try:
             st = os.fstat(fd)
+            _refuse_hard_links(st, path)
             if _read_fd(fd) == data:
                 if POSIX and mode is not None and stat.S_IMODE(st.st_mode) != mode:
                     os.fchmod(fd, mode)
@@ -209,26 +296,48 @@ def restore(path: Path, data: bytes, mode: Optional[int],
 
 
 def remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()  # unlink never follows a link: a link in the file's place goes, not its target
-        fsync_dir(path.parent)
+    with contextlib.suppress(FileNotFoundError), _folder(path) as folder:
+        name, dir_fd = _in(folder, path, path.name)
+        os.unlink(name, dir_fd=dir_fd)  # never follows a link: a link in the file's place goes
+        if folder is not None:
+            os.fsync(folder)
+
+
+def make_folder(path: Path, mode: int) -> None:
+    """mkdir in the folder reached without following planted links."""
+    with _folder(path) as folder:
+        name, dir_fd = _in(folder, path, path.name)
+        os.mkdir(name, mode, dir_fd=dir_fd)
+
+
+def remove_folder(path: Path) -> None:
+    """rmdir (an empty folder only) in the folder reached without following planted links."""
+    with _folder(path) as folder:
+        name, dir_fd = _in(folder, path, path.name)
+        os.rmdir(name, dir_fd=dir_fd)
 
 
 def sweep_temp_files(path: Path, folder: bool = False) -> None:
     """Remove the temp files an atomic write of `path` left behind when it was killed (with
     `folder`: every fipsboot temp file in the folder `path`, which fipsboot created)."""
     prefix = "." if folder else f".{path.name}."
+    where = path if folder else path.parent
     with contextlib.suppress(FileNotFoundError, NotADirectoryError, PermissionError):
-        for entry in os.scandir(path if folder else path.parent):
-            if entry.name.startswith(prefix) and entry.name.endswith(TMP_SUFFIX):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
+        fd = open_folder(where) if POSIX else None
+        try:
+            for entry in os.scandir(fd if fd is not None else where):
+                if entry.name.startswith(prefix) and entry.name.endswith(TMP_SUFFIX):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.name if fd is not None else entry.path, dir_fd=fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
 
 
 def fsync_dir(folder: Path) -> None:
     if not POSIX:
         return
-    fd = os.open(folder, os.O_RDONLY)
+    fd = open_folder(folder)
     try:
         os.fsync(fd)
     finally:
@@ -309,7 +418,10 @@ def read_state_file(path: Path) -> Optional[bytes]:
     if fd is None:
         return None
     try:
-        problem = _untrusted(os.fstat(fd), path, "state file")
+        st = os.fstat(fd)
+        problem = _untrusted(st, path, "state file") or (
+            f"state file {path} has {st.st_nlink} hard links" if POSIX and st.st_nlink > 1
+            else None)
         if problem:
             raise _state_error(problem)
         return _read_fd(fd)

@@ -82,14 +82,41 @@ def current_user() -> str:
 
 
 def installation_key(install_dir: str) -> str:
-    """The state folder's name. A Windows install dir is keyed on the folder Windows means
-    (case folded, one kind of slash, short names resolved where possible): `C:\\GCTI\\ORS`
-    and `c:/gcti/ors` are one installation, one journal, one lock."""
+    """The state folder's name: one per installation whatever the spelling. A Windows install
+    dir is keyed on the folder Windows means (case folded, one kind of slash, `..` collapsed,
+    short names resolved where possible): `C:\\GCTI\\ORS`, `c:/gcti/x/../ors` are one
+    installation, one journal, one lock. A Linux one on its real path (links and `..`
+    resolved: `/opt/x/../ors` and a link to /opt/ors are /opt/ors; of a path that does not
+    exist, the part that does; a path that can't be resolved is an error)."""
+    return _written_key(_canonical(install_dir))
+
+
+def _canonical(install_dir: str) -> str:
     if install_dir[1:2] == ":":  # a drive path: a Linux install dir starts with /
+        import ntpath
+
         from .platforms.winpaths import normalised
 
-        install_dir = normalised(install_dir)
-    return _written_key(install_dir)
+        return normalised(ntpath.normpath(install_dir))
+    try:
+        return os.path.realpath(install_dir, strict=True)
+    except (FileNotFoundError, NotADirectoryError):  # not there (yet): what exists resolved
+        return os.path.realpath(install_dir)
+    except OSError as e:  # a link loop, a folder this account can't search
+        raise FipsbootError(f"install-dir {install_dir} can't be resolved to a real folder "
+                            f"({e.strerror})", "create the installation folder (or fix the "
+                            "profile's install-dir) and run the command again") from None
+
+
+def _earlier_keys(install_dir: str) -> List[str]:
+    """Keys earlier fipsboot versions gave this installation: as written, and (Windows)
+    normalised without collapsing `..`."""
+    keys = [_written_key(install_dir)]
+    if install_dir[1:2] == ":":
+        from .platforms.winpaths import normalised
+
+        keys.insert(0, _written_key(normalised(install_dir)))
+    return keys
 
 
 def _written_key(install_dir: str) -> str:
@@ -109,10 +136,13 @@ class Journal:
     @classmethod
     def for_installation(cls, install_dir: str, stores=None) -> Journal:
         folder = state_root() / installation_key(install_dir)
-        # A journal keyed as written (before keys were normalised) is still this one's.
-        legacy = state_root() / _written_key(install_dir)
-        if not folder.exists() and legacy.exists():
-            folder = legacy
+        # A journal under an earlier key (as written, before keys were normalised or
+        # resolved) is still this one's.
+        if not os.path.lexists(folder):
+            for key in _earlier_keys(install_dir):
+                if os.path.lexists(state_root() / key):
+                    folder = state_root() / key
+                    break
         return cls(folder, stores)
 
     # --- persistent state ----------------------------------------------------------------
@@ -399,7 +429,7 @@ class Journal:
     def _restore(self, entry: dict) -> None:
         if entry["kind"] == "dir":
             try:
-                Path(entry["key"]).rmdir()
+                fsutil.remove_folder(Path(entry["key"]))
             except OSError:
                 pass  # gone already, or holds files that are not fipsboot's
         elif entry["kind"] == "file":
@@ -448,7 +478,7 @@ class Transaction:
         for d in reversed(missing):
             testseam.step(f"record dir {d}")
             self._record({"kind": "dir", "key": str(d)})
-            d.mkdir(mode=0o755)
+            fsutil.make_folder(d, 0o755)
 
     def write_file(self, path: Path, data: bytes, mode: Optional[int] = None,
                    owner: Optional[Tuple[int, int]] = None) -> None:

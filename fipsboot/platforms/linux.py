@@ -4,13 +4,16 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import stat
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from .. import fsutil
 from ..environ import VARIABLES
 from ..errors import FipsbootError, FollowUpError
+from . import envsyntax
 from .base import Backend, Change, EnvTarget, Values, file_change, values_digest
+from .envsyntax import sh_unquote
 
 DROPIN_NAME = "50-fipsboot.conf"
 BLOCK_BEGIN = "# >>> fipsboot: managed block, `fipsboot reset`/`rollback` change it >>>"
@@ -24,36 +27,6 @@ def sh_double_quote(value: str) -> str:
     if "\n" in value or "\r" in value:
         raise FipsbootError(f"value {value!r} holds a line break: it can't go in an env file")
     return '"' + re.sub(r'([\\"$`])', r"\\\1", value) + '"'
-
-
-def sh_unquote(raw: str) -> str:
-    """Read back a value as sh would (the forms fipsboot and people commonly write)."""
-    raw = raw.strip()
-    out, i = [], 0
-    while i < len(raw):
-        c = raw[i]
-        if c == "'":
-            end = raw.find("'", i + 1)
-            end = len(raw) if end < 0 else end  # unterminated: sh would refuse; take the rest
-            out.append(raw[i + 1:end])
-            i = end + 1
-        elif c == '"':
-            i += 1
-            while i < len(raw) and raw[i] != '"':
-                if raw[i] == "\\" and i + 1 < len(raw) and raw[i + 1] in '\\"$`':
-                    i += 1
-                out.append(raw[i])
-                i += 1
-            i += 1
-        elif c == "\\" and i + 1 < len(raw):
-            out.append(raw[i + 1])
-            i += 2
-        elif c.isspace() or c == "#":
-            break
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
 
 
 def systemd_quote(assignment: str) -> str:
@@ -156,65 +129,104 @@ class SystemdDropIn(FileTarget):
     # --- what the service really gets: the unit and all its drop-ins, in systemd's order --
 
     def unit_dirs(self) -> List[Path]:
-        """Where systemd looks for the unit and its drop-ins, highest priority first (the
-        profile's systemd-dir; the system's folders too when that is /etc/systemd/system)."""
+        """Where systemd looks for the unit and its drop-ins, highest priority first
+        (systemd.unit(5), system manager): the profile's systemd-dir alone, or, when that is
+        `<root>/etc/systemd/system`, every folder of that root's unit search path."""
         first = self.path.parent.parent
-        if str(first) != "/etc/systemd/system":
+        if first.parts[-3:] != ("etc", "systemd", "system"):
             return [first]
-        return [first, Path("/run/systemd/system"), Path("/usr/local/lib/systemd/system"),
-                Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")]
+        root = first.parents[2]
+        return [root / d for d in (
+            "etc/systemd/system.control", "run/systemd/system.control", "run/systemd/transient",
+            "run/systemd/generator.early", "etc/systemd/system", "etc/systemd/system.attached",
+            "run/systemd/system", "run/systemd/system.attached", "run/systemd/generator",
+            "usr/local/lib/systemd/system", "usr/lib/systemd/system", "lib/systemd/system",
+            "run/systemd/generator.late")]
 
-    def dropin_dirs(self) -> List[str]:
-        """`UNIT.d`, the prefix folders of a dashed name (`a-.service.d` for `a-b.service`)
-        and the unit type's (`service.d`), as systemd.unit(5) lists them."""
+    def unit_names(self) -> List[str]:
+        """The unit, then its template (`ors@.service` for `ors@1.service`)."""
         stem, _, suffix = self.unit.rpartition(".")
-        parts = stem.split("-")
-        prefixes = ["-".join(parts[:i]) + "-." + suffix + ".d" for i in range(1, len(parts))]
-        return [f"{self.unit}.d", *prefixes, f"{suffix}.d"]
+        if "@" in stem and not stem.endswith("@"):
+            return [self.unit, stem.partition("@")[0] + "@." + suffix]
+        return [self.unit]
 
-    def _sources(self) -> List[Tuple[Path, bytes]]:
-        sources = []
-        for d in self.unit_dirs():
-            data = fsutil.read(d / self.unit) if (d / self.unit).is_file() else None
-            if data is not None:
-                sources.append((d / self.unit, data))
-                break
+    def dropin_dirs(self, names: Optional[List[str]] = None) -> List[str]:
+        """For each name of the unit (itself, its template, what its file links to):
+        `NAME.d` and the prefix folders of a dashed name (`a-.service.d` for `a-b.service`);
+        then the unit type's (`service.d`), as systemd.unit(5) lists them."""
+        out: List[str] = []
+        suffix = self.unit.rpartition(".")[2]
+        for name in names or self.unit_names():
+            stem = name.rpartition(".")[0]
+            parts = stem.split("-")
+            prefixes = ["-".join(parts[:i]) + "-." + suffix + ".d" for i in range(1, len(parts))]
+            out += [d for d in [f"{name}.d", *prefixes] if d not in out]
+        return out + [f"{suffix}.d"]
+
+    def _sources(self) -> Tuple[List[Tuple[Path, bytes]], List[str]]:
+        sources: List[Tuple[Path, bytes]] = []
+        problems: List[str] = []
+        names = self.unit_names()
+        found = next(((d / n) for n in names for d in self.unit_dirs()
+                      if os.path.lexists(d / n)), None)
+        if found is not None:
+            data, problem = read_for_judging(found)
+            if problem:
+                problems.append(f"{self.spec}: {problem}")
+            elif data is not None:
+                sources.append((found, data))
+            if found.is_symlink():  # an alias or a linked unit: its own name's drop-ins count
+                real = Path(os.path.realpath(found)).name
+                if real not in names and real.endswith("." + self.unit.rpartition(".")[2]):
+                    names.append(real)
         chosen: Dict[str, Path] = {}
         for d in self.unit_dirs():  # a name in a higher-priority folder masks the same name
-            for sub in self.dropin_dirs():
+            for sub in self.dropin_dirs(names):
                 folder = d / sub
                 if folder.is_dir():
                     for f in folder.iterdir():
                         if f.name.endswith(".conf") and f.name not in chosen:
                             chosen[f.name] = f
         for name in sorted(chosen):
-            data = fsutil.read(chosen[name])
-            if data is not None:
+            data, problem = read_for_judging(chosen[name])
+            if problem:
+                problems.append(f"{self.spec}: {problem}")
+            elif data is not None:
                 sources.append((chosen[name], data))
-        return sources
+        return sources, problems
 
     def _assemble(self) -> Tuple[Values, List[str]]:
         env: Dict[str, str] = {}
         unset: List[str] = []
         env_files: List[str] = []
-        odd: List[str] = []
-        for _path, data in self._sources():
+        sources, odd = self._sources()
+        for path, data in sources:
             section = ""
-            for line in data.decode("utf-8", "replace").splitlines():
+            for line in envsyntax.unit_lines(data.decode("utf-8", "replace")):
                 s = line.strip()
                 if s.startswith("[") and s.endswith("]"):
                     section = s[1:-1]
                     continue
-                if section != "Service" or "=" not in s or s.startswith(("#", ";")):
+                if section != "Service" or "=" not in s:
                     continue
                 key, _, value = s.partition("=")
                 key = key.strip()
                 if key == "Environment":
                     if not value.strip():
                         env.clear()  # an empty assignment resets the list
-                    for word in re.findall(r'"(?:\\.|[^"\\])*"|\S+', value):
-                        name, _, v = systemd_unquote(word).partition("=")
-                        env[name] = v
+                    words = envsyntax.environment_words(value)
+                    if words is None:
+                        if any(k in value for k in VARIABLES):
+                            odd.append(f"{self.spec}: {path}: {s[:80]!r} can't be judged")
+                        continue
+                    for word in words:
+                        name, eq, v = word.partition("=")
+                        if not eq or not re.fullmatch(envsyntax.NAME, name):
+                            continue  # systemd ignores an invalid assignment
+                        if "%" in v.replace("%%", "") and name in VARIABLES:
+                            odd.append(f"{self.spec}: {path}: {name}= holds a systemd "
+                                       "specifier; can't be judged")
+                        env[name] = v.replace("%%", "%")
                 elif key == "UnsetEnvironment":
                     if not value.strip():
                         unset.clear()
@@ -224,17 +236,32 @@ class SystemdDropIn(FileTarget):
                         env_files.clear()
                     env_files.append(value.strip())
         for spec in env_files:  # read after Environment=, so they override it
-            name = spec.lstrip("-")
-            if not name.startswith("/") or "%" in name:
+            name = spec[1:] if spec.startswith("-") else spec
+            if not name.startswith("/") or any(c in name for c in "%*?["):
                 odd.append(f"{self.spec}: EnvironmentFile={spec} can't be judged")
                 continue
-            try:
-                env_file = EnvFile(name)
-                _, systemd_view, _ = env_file._views()
-            except FipsbootError as e:
-                odd.append(f"{self.spec}: EnvironmentFile={spec}: {e}")
+            data, problem = read_for_judging(Path(name))
+            if problem:
+                odd.append(f"{self.spec}: EnvironmentFile={spec}: {problem}")
                 continue
-            env.update({k: v for k, v in systemd_view.items() if v is not None})
+            if data is None:
+                if not spec.startswith("-"):
+                    odd.append(f"{self.spec}: EnvironmentFile={spec} does not exist (the "
+                               "service won't start)")
+                continue
+            text = data.decode("utf-8", "surrogateescape")
+            read = {k: v for _, k, v in envsyntax.systemd_env_file(text)}
+            with_export = {k: v for _, k, v in envsyntax.systemd_env_file(text, True)}
+            newer = {k: v for _, k, v in envsyntax.systemd_env_file(text, False, False)}
+            for key in VARIABLES:
+                if read.get(key) != newer.get(key):
+                    odd.append(f"{self.spec}: EnvironmentFile={name}: systemd before and after "
+                               f"v254 read {key} differently (a comment line ending in `\\`)")
+                if read.get(key) != with_export.get(key):
+                    odd.append(f"{self.spec}: EnvironmentFile={name}: systemd ignores `export "
+                               f"{key}=...` (EnvironmentFile= reads only NAME=value lines; "
+                               f"`export NAME` is not a valid name): drop `export` there")
+            env.update(read)
         for item in unset:  # applied last
             name, eq, v = item.partition("=")
             if not eq or env.get(name) == v:
@@ -246,6 +273,28 @@ class SystemdDropIn(FileTarget):
 
     def effective_problems(self) -> List[str]:
         return self._assemble()[1]
+
+
+def read_for_judging(path: Path) -> Tuple[Optional[bytes], Optional[str]]:
+    """A unit file or drop-in read as systemd reads it, for judging only (never written
+    through): a link is followed when root (or this account) owns it; a link to /dev/null
+    masks the name (empty). (bytes or None when missing, a problem or None)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None, None
+    try:
+        if stat.S_ISLNK(st.st_mode):
+            if st.st_uid not in fsutil.trusted_owners():
+                return None, (f"{path} is a symbolic link owned by uid {st.st_uid}: fipsboot "
+                              "reads through links only when root owns them; can't be judged")
+            real = os.path.realpath(path)
+            if real == os.devnull:
+                return b"", None
+            return fsutil.read(Path(real)), None
+        return fsutil.read(path), None
+    except (FipsbootError, OSError) as e:
+        return None, f"{path}: {e}; can't be judged"
 
 
 class EnvFile(FileTarget):
@@ -270,41 +319,34 @@ class EnvFile(FileTarget):
                 found[m.group(2)] = sh_unquote(m.group(3))
         return found
 
-    def _views(self) -> Tuple[Values, Values, List[str]]:
-        """The variables as `. FILE` in sh ends up with them (assignments and `unset` in
-        order), as systemd's EnvironmentFile= does (assignments only), and the lines that
-        touch them in a way neither reading can be sure of."""
+    def text(self) -> str:
         data = self.current()
-        sh: Values = {}
-        systemd: Values = {}
-        odd: List[str] = []
-        text = data.decode("utf-8", "surrogateescape") if data is not None else ""
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            m = self.LINE.match(line)
-            if m:
-                if m.group(2) in VARIABLES:
-                    sh[m.group(2)] = systemd[m.group(2)] = sh_unquote(m.group(3))
-                continue
-            m = self.UNSET.match(line)
-            if m:
-                for key in m.group(1).split():
-                    sh.pop(key, None)
-                continue
-            if any(re.search(rf"\b{key}\b", line) for key in VARIABLES):
-                odd.append(f"line {n} ({line.strip()[:60]!r})")
-        return sh, systemd, odd
+        return data.decode("utf-8", "surrogateescape") if data is not None else ""
 
     def effective(self) -> Values:
-        return self._views()[0]
+        """What `. FILE` in sh ends up with (assignments and `unset` in order)."""
+        return envsyntax.sh_values(envsyntax.sh_lines(self.text(), VARIABLES), VARIABLES)
 
     def effective_problems(self) -> List[str]:
-        sh, systemd, odd = self._views()
-        out = [f"{self.spec}: {where} changes {', '.join(VARIABLES)} in a way fipsboot can't "
-               "judge" for where in odd]
-        out += [f"{self.spec}: sh and systemd read {key} differently (an `unset` line)"
-                for key in VARIABLES if sh.get(key) != systemd.get(key)]
+        """Every line that is not plain (sh would run it: fipsboot can't know what it does),
+        and every variable systemd's EnvironmentFile= reads otherwise than sh (an `unset`,
+        which systemd ignores). An `export` line is read by sh only; that is judged where a
+        unit names the file (EnvironmentFile=)."""
+        text = self.text()
+        lines = envsyntax.sh_lines(text, VARIABLES)
+        out = [f"{self.spec}: line {line.number} ({line.text.strip()[:60]!r}) is not a plain "
+               "`NAME=value` assignment or comment: fipsboot can't judge what sh makes of it "
+               f"(it may change {', '.join(VARIABLES)}); keep only comments and plain "
+               "assignments in this file" for line in lines if line.kind == "odd"]
+        if out:
+            return out
+        sh = envsyntax.sh_values(lines, VARIABLES)
+        for continues in (True, False):  # systemd before v254, and since
+            systemd = {k: v for _, k, v in envsyntax.systemd_env_file(text, True, continues)}
+            out += [f"{self.spec}: sh and systemd read {key} differently (an `unset` line, or "
+                    "a comment line ending in `\\`)"
+                    for key in VARIABLES if sh.get(key) != systemd.get(key) and key not in
+                    " ".join(out)]
         return out
 
     def render(self, text: str, desired: Values) -> Optional[str]:
@@ -379,6 +421,22 @@ class ProfileBlock(FileTarget):
     def managed_digest(self, data: Optional[bytes]) -> str:
         _, block, _ = self._split(data.decode("utf-8", "replace")) if data else ("", None, "")
         return fsutil.digest((block or "").encode())
+
+    def effective(self) -> Values:
+        """What the login shell ends up with: the whole file as sh reads it, so a line after
+        fipsboot's block (an `unset`, another value) counts."""
+        data = self.current()
+        text = data.decode("utf-8", "surrogateescape") if data is not None else ""
+        return envsyntax.sh_values(envsyntax.sh_lines(text, VARIABLES), VARIABLES)
+
+    def effective_problems(self) -> List[str]:
+        data = self.current()
+        text = data.decode("utf-8", "surrogateescape") if data is not None else ""
+        return [f"{self.spec}: line {line.number} ({line.text.strip()[:60]!r}) is not a plain "
+                "`NAME=value` assignment, comment or fipsboot's block: fipsboot can't judge "
+                f"what the shell makes of it (it may change {', '.join(VARIABLES)}); keep only "
+                "those in this file (or name a profile file that holds only those)"
+                for line in envsyntax.sh_lines(text, VARIABLES) if line.kind == "odd"]
 
 
 def login_profile(user: str) -> Path:
