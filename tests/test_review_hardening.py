@@ -167,6 +167,38 @@ def test_the_whole_profile_file_is_judged_not_only_fipsboots_block(installation3
     assert code == 1 and "can't judge" in check["reason"], check
 
 
+DEBIAN_PROFILE = """# ~/.profile: executed by the command interpreter for login shells.
+if [ -n "$BASH_VERSION" ]; then
+    # include .bashrc if it exists
+    if [ -f "$HOME/.bashrc" ]; then
+	. "$HOME/.bashrc"
+    fi
+fi
+if [ -d "$HOME/bin" ] ; then
+    PATH="$HOME/bin:$PATH"
+fi
+"""
+
+
+def test_a_distributions_login_profile_passes_and_what_could_stop_the_block_fails(
+        installation30):
+    """Debian's own ~/.profile (`if` blocks, `. ~/.bashrc`) before fipsboot's block passes: the
+    block's assignments win. Before the block, only what could stop them counts (a line naming
+    one of the variables, `readonly`); after it, every line must be plain."""
+    inst = installation30
+    profile = inst.write_profile(targets=[f"profile-file:{inst.shell_profile}"])
+    inst.shell_profile.write_text(DEBIAN_PROFILE)
+    fipsboot("install", "--profile", str(profile), check=0)
+    assert _targets_check(profile)[0] == 0
+    installed = inst.shell_profile.read_text()
+    inst.shell_profile.write_text("readonly OPENSSL_CONF\n" + installed)
+    code, check = _targets_check(profile)
+    assert code == 1 and "readonly" in check["reason"], check
+    inst.shell_profile.write_text(installed + 'if true; then unset OPENSSL_CONF; fi\n')
+    code, check = _targets_check(profile)
+    assert code == 1 and "can't judge" in check["reason"], check
+
+
 def test_drop_in_continuation_lines_are_joined_as_systemd_does(installation30, tmp_path):
     """systemd.syntax(7): a line ending in a backslash goes on with the next one."""
     inst = installation30

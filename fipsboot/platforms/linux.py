@@ -430,13 +430,24 @@ class ProfileBlock(FileTarget):
         return envsyntax.sh_values(envsyntax.sh_lines(text, VARIABLES), VARIABLES)
 
     def effective_problems(self) -> List[str]:
+        """Lines whose effect on the variables fipsboot can't judge. After fipsboot's block
+        every line must be plain (it runs last: an `unset`, an `eval`, a `. file` there decides
+        what the shell ends up with). Before the block, the block's own assignments win, so
+        only what could stop them counts: a line naming one of the variables, or making a
+        name read-only (`readonly`, `declare`/`typeset`); a login profile's usual `if` blocks
+        and `. ~/.bashrc` stay allowed (the account that owns the file owns its shell anyway)."""
         data = self.current()
         text = data.decode("utf-8", "surrogateescape") if data is not None else ""
+        head, block, _ = self._split(text)
+        block_line = head.count("\n") + 1 if block else None
+        blocking = re.compile(r"\b(readonly|declare|typeset|" + "|".join(VARIABLES) + r")\b")
         return [f"{self.spec}: line {line.number} ({line.text.strip()[:60]!r}) is not a plain "
                 "`NAME=value` assignment, comment or fipsboot's block: fipsboot can't judge "
                 f"what the shell makes of it (it may change {', '.join(VARIABLES)}); keep only "
-                "those in this file (or name a profile file that holds only those)"
-                for line in envsyntax.sh_lines(text, VARIABLES) if line.kind == "odd"]
+                "those after fipsboot's block (or name a profile file that holds only those)"
+                for line in envsyntax.sh_lines(text, VARIABLES) if line.kind == "odd"
+                and (block_line is None or line.number > block_line
+                     or blocking.search(line.text))]
 
 
 def login_profile(user: str) -> Path:
