@@ -69,6 +69,15 @@ def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verif
     checks = verify.fast_checks(layout)
     if not verdict_ok(checks):
         return checks
+    from .trust import env_problems
+
+    # What the launch environment names (LD_PRELOAD, a caller's LD_LIBRARY_PATH folder...) is
+    # judged on every launch, cached verdict or not: the cache key holds only the names.
+    problems = [] if layout.windows else env_problems(env)
+    if problems:
+        return checks + [verify.failed("environment", "; ".join(dict.fromkeys(problems)),
+                                       "point the variable at files and folders that only root "
+                                       "(or this account) can change")]
     mac = next(c for c in checks if c.name == "module-mac").details["mac"]
     files = next(c for c in checks if c.name == "openssl.cnf").details["files"]
     key = cache_key(layout, env, mac, files)
@@ -148,7 +157,11 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
                 print(f"  {k}={v}" if v is not None else f"  {k} (unset)")
             print("exec: " + " ".join(argv))
         return 0
+    before = None
     if mode == environ.FIPS:
+        from .warmrun import snapshot_or_none
+
+        before = snapshot_or_none(profile, job)  # what the verdict rests on, taken before it
         try:
             checks = verdict(layout, env, job["journal"])
         except Exception as e:  # fail closed: whatever went wrong, the server does not start
@@ -168,7 +181,7 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
     if mode == environ.FIPS:  # what this verdict rested on, for the next launch's warm path
         from .warmrun import remember
 
-        remember(profile, job, checks)
+        remember(profile, job, checks, before)
     record_launch(job, checks if mode == environ.FIPS else None)  # for `fipsboot status`
     try:
         return backend_for(profile).launch(argv, env)

@@ -83,7 +83,8 @@ def read_file(path: str, trusted: bool = False):
         return None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES or (trusted and not _trusted(st)):
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES or (
+                trusted and (not _trusted(st) or st.st_nlink > 1)):
             raise Miss(path)
         chunks = []
         while True:
@@ -224,35 +225,46 @@ def _encode(records: list) -> bytes:
     return b"\0".join(out) + b"\0"
 
 
-def _facts(profile, job: dict, checks: list) -> list:
+def env_paths(env) -> list:
+    """Every path the launch environment names for the loader or OpenSSL (as trust.env_problems
+    reads them): their identity, and their folders', is a fact like the installation's own."""
+    from .trust import PATH_LIST_VARIABLES, PATH_VARIABLES
+
+    paths = []
+    for name in (*PATH_VARIABLES, *PATH_LIST_VARIABLES):
+        value = env.get(name) or ""
+        parts = value.replace(" ", ":").split(":") if name == "LD_PRELOAD" else (
+            value.split(":") if name in PATH_LIST_VARIABLES else [value])
+        paths += [p for p in parts if p.startswith("/")]
+    return paths
+
+
+def snapshot(profile, job: dict) -> list:
+    """What a verdict rests on, as found on disk: taken before the verdict and again after it
+    (`remember`), so a change made while the verdict ran never becomes a fact."""
     from pathlib import Path
 
-    from . import fsutil
-    from .runrecords import last_checkpoint
     from .trust import guarded_paths
 
     layout, journal, env = job["layout"], job["journal"], job["env"]
-    details = {c.name: c.details for c in checks}
     real = os.path.realpath(profile.source)
     records = [["profile", real, digest(read_file(real))], ["euid", os.geteuid()]]
     records += [["env", k, v] for k, v in prefixed(processenv_caller())]
     files = [layout.host(n) for n in (layout.module, layout.openssl, layout.openssl_cnf,
                                       layout.fipsmodule_cnf)]
-    judged = [*guarded_paths(layout), *files, *(f.parent for f in files)]
+    judged = [*guarded_paths(layout), *files, *(f.parent for f in files), *env_paths(env)]
     for lib_dir in layout.lib_dirs:
         host = layout.host(lib_dir)
         judged += [host, *host.glob("lib*.so*")]
         records.append(["listing", host, *sorted(os.listdir(host))])
-    judged += [a for p in list(judged) for a in Path(p).parents]
+    # The folders above each path as written and above where its links lead (trust.py judges
+    # both: whoever can write there can swap what the server loads).
+    judged += [a for p in list(judged) for r in (Path(p), Path(os.path.realpath(p)))
+               for a in (r, *r.parents)]
     records += [["stat", p, signature(str(p))] for p in dict.fromkeys(map(str, judged))]
-    for path, _ in details["openssl.cnf"]["files"]:
-        if path.endswith("/"):  # an included folder: its names decide what is read
-            records.append(["listing", path[:-1], *sorted(os.listdir(path[:-1]))])
-            records.append(["stat", path[:-1], signature(path[:-1])])
-        else:
-            records.append(["content", path, digest(read_file(path))])
-    records.append(["content", str(layout.host(layout.fipsmodule_cnf)),
-                    digest(read_file(str(layout.host(layout.fipsmodule_cnf))))])
+    for conf in (layout.openssl_cnf, layout.fipsmodule_cnf):  # all OpenSSL reads (verify allows
+        path = str(layout.host(conf))                          # no other include)
+        records.append(["content", path, digest(read_file(path))])
     folder = str(journal.folder)
     records.append(["lstat", folder, signature(folder, follow=False)])
     from .journal import installation_key
@@ -261,20 +273,44 @@ def _facts(profile, job: dict, checks: list) -> list:
     primary = str(journal_root() / installation_key(profile.install_dir))
     if primary != folder:  # a legacy folder is used only while the primary one is absent
         records.append(["lstat", primary, signature(primary, follow=False)])
-    for name in ("journal.json", "verdict-cache.json"):
-        data = fsutil.read_state_file(journal.folder / name)
-        if data is None:
-            raise Miss(name)
-        records.append(["state", os.path.join(folder, name), digest(data)])
+    records.append(["state", os.path.join(folder, "journal.json"),
+                    digest(read_file(os.path.join(folder, "journal.json"), trusted=True))])
     caller = processenv_caller()
     records += [["set", k, v] for k, v in env.items() if caller.get(k) != v]
     records += [["unset", k] for k in caller if k not in env]
     records += [["library", p, signature(p)] for p in library_candidates(env)]
-    mac = details["module-mac"]["mac"]
-    records.append(["mac", str(layout.host(layout.module)), layout.profile.fips_key,
-                    normalise_mac(mac)])
-    checkpoint = last_checkpoint(journal)
+    checkpoint = last_checkpoint_of(journal)
     records.append(["run", folder, job["mode"], "-" if checkpoint is None else checkpoint])
+    return records
+
+
+def last_checkpoint_of(journal):
+    from .runrecords import last_checkpoint
+
+    return last_checkpoint(journal)
+
+
+def _facts(profile, job: dict, checks: list, before: list) -> list:
+    """The facts to write: the snapshot, if it is the same as before the verdict, with the
+    verdict's own results (the module's MAC, the verdict cache it wrote)."""
+    from . import fsutil
+
+    layout, journal = job["layout"], job["journal"]
+    details = {c.name: c.details for c in checks}
+    read = {path for path, _ in details["openssl.cnf"]["files"]}
+    allowed = {str(layout.host(layout.openssl_cnf)), str(layout.host(layout.fipsmodule_cnf))}
+    if not read <= allowed:
+        raise Miss("openssl.cnf reads other files")
+    records = snapshot(profile, job)
+    if records != before:
+        raise Miss("changed while the verdict ran")
+    data = fsutil.read_state_file(journal.folder / "verdict-cache.json")
+    if data is None:
+        raise Miss("verdict-cache.json")
+    records.append(["state", os.path.join(str(journal.folder), "verdict-cache.json"),
+                    digest(data)])
+    records.append(["mac", str(layout.host(layout.module)), layout.profile.fips_key,
+                    normalise_mac(details["module-mac"]["mac"])])
     return records
 
 
@@ -284,7 +320,17 @@ def processenv_caller() -> dict:
     return caller()
 
 
-def remember(profile, job: dict, checks: list) -> None:
+def snapshot_or_none(profile, job: dict):
+    """The snapshot before the verdict, where a warm path can follow (else None)."""
+    if os.name != "posix" or job["layout"].windows:
+        return None
+    try:
+        return snapshot(profile, job)
+    except Exception:  # noqa: BLE001 - no facts then: the next launch verifies in full
+        return None
+
+
+def remember(profile, job: dict, checks: list, before: list | None) -> None:
     """Write the facts of a verdict that passed, for the next launch's warm path. Best effort,
     and never in the way: an account that can't write the state folder, or any fault here,
     leaves the next launch to verify in full, as this one did."""
@@ -298,7 +344,9 @@ def remember(profile, job: dict, checks: list) -> None:
         root = state_root()
         if not root:
             return
-        data = _encode(_facts(profile, job, checks))
+        if before is None:
+            return
+        data = _encode(_facts(profile, job, checks, before))
         fsutil.verify_dir(Path(root))  # the state folder as the journal trusts it
         fsutil.atomic_write(Path(root) / facts_name(os.path.realpath(profile.source)), data,
                             0o600)

@@ -115,3 +115,69 @@ def test_the_record_writer_spells_json_that_json_reads():
 
 def test_the_warm_path_looks_in_the_same_state_folder():
     assert warmrun.SYSTEM_STATE_DIR == str(SYSTEM_STATE_DIR)
+
+
+def test_a_change_made_while_the_verdict_ran_never_becomes_a_fact(installation30):
+    """The facts are taken before the verdict and again after it: a config rewritten in
+    between (an editor, an install running beside) is not remembered, and the next launch
+    verifies in full and refuses it."""
+    from fipsboot import runner
+    from fipsboot.processenv import caller
+    from fipsboot.profile import load
+
+    profile_path = installed(installation30)
+    profile = load(profile_path)
+    job = runner.prepare(profile, ["true"], caller())
+    before = warmrun.snapshot(profile, job)
+    checks = runner.verdict(job["layout"], job["env"], job["journal"])
+    assert all(c.ok for c in checks)
+    cnf = installation30.config_dir / "openssl.cnf"
+    cnf.write_text(cnf.read_text().replace("fips=yes", "fips=no"))
+    warmrun.remember(profile, job, checks, before)
+    assert not facts_file(profile_path).exists()
+    p = fipsboot("run", "--profile", str(profile_path), "--", "true")
+    assert p.returncode == 78 and "openssl.cnf" in p.stderr
+
+
+def test_folders_above_where_a_link_leads_are_facts(installation30, tmp_path):
+    """fips/ is a link to a folder elsewhere; that folder's parent becoming writable by others
+    is a miss, and the full path refuses it (trust.py judges where links lead)."""
+    inst = installation30
+    real = tmp_path / "real"
+    real.mkdir(mode=0o755)
+    (inst.install_dir / "fips").rename(real / "fips")
+    (inst.install_dir / "fips").symlink_to(real / "fips")
+    profile = installed(inst)
+    assert warm_run(profile, "true")[0].returncode == 0
+    assert "fipsboot.runner" not in warm_run(profile, "true")[1]
+    real.chmod(0o757)
+    p, names = warm_run(profile, "true")
+    assert "fipsboot.runner" in names and p.returncode == 78, p.stderr
+
+
+def test_what_ld_preload_names_is_judged_on_every_launch(installation30, tmp_path):
+    """A library the caller preloads: its folder becoming writable by others is a miss for the
+    warm path and a refusal for the full path, whose cached verdict only knows the name."""
+    profile = installed(installation30)
+    pre = tmp_path / "pre"
+    pre.mkdir(mode=0o755)
+    lib = pre / "libz.so.1"
+    lib.write_bytes(Path("/lib/x86_64-linux-gnu/libz.so.1").read_bytes()
+                    if Path("/lib/x86_64-linux-gnu/libz.so.1").exists() else b"")
+    env = dict(os.environ, LD_PRELOAD=str(lib))
+    argv = ["-c", CONSOLE, "run", "--profile", str(profile), "--", "true"]
+    assert imported(argv, env)[0].returncode == 0
+    assert "fipsboot.runner" not in imported(argv, env)[1]
+    pre.chmod(0o777)
+    p, names = imported(argv, env)
+    assert "fipsboot.runner" in names and p.returncode == 78, p.stderr
+    assert "LD_PRELOAD" in p.stderr or "pre" in p.stderr
+
+
+def test_a_hard_linked_facts_file_is_not_trusted(installation30):
+    profile = installed(installation30)
+    assert warm_run(profile, "true")[0].returncode == 0
+    facts = facts_file(profile)
+    os.link(facts, facts.with_name("hard-link"))
+    p, names = warm_run(profile, "true")
+    assert p.returncode == 0 and "fipsboot.runner" in names
