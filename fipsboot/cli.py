@@ -60,6 +60,11 @@ def guarded(as_json: bool, fn: Callable[[], int]) -> None:
         code = fn()
     except FipsbootError as e:
         abort(e, as_json)
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say to it
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_FAILED)
     except OSError as e:  # a file or folder fipsboot could not read or write; changes rolled back
         abort(FipsbootError(f"{e.strerror or e}: {e.filename or ''}".rstrip(": "),
                             "check that the path exists and this user may write it"), as_json)
@@ -156,6 +161,8 @@ def verify(profile_path: str, fast: bool, strict: bool, as_json: bool) -> None:
         mode, checks = verify_profile(profile, live=not fast)
         ok = verdict_ok(checks, strict)
         result = {"ok": ok, "mode": mode, "checks": checks}
+        if profile.tls is not None:  # as install says it: the live handshakes are tls-check's
+            result["notes"] = [TLS_NOTE]
 
         def text(r: dict) -> None:
             for c in checks:

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
-from .checks import Check, passed, warned
+from .checks import WARNING, Check, passed, warned
 
 DATA = Path(__file__).resolve().parent / "data" / "cmvp.json"
 FIX = ("use a FIPS provider built from a validated version (see the certificate's security "
@@ -128,7 +128,9 @@ def check(assessment: dict) -> Check:
     details = {"cmvp": assessment}
     if assessment["warning"]:
         return warned("cmvp", reason, FIX, **details)
-    return passed("cmvp", reason, **details)
+    check = passed("cmvp", reason, **details)
+    check.severity = WARNING  # the same severity whatever the result: it never fails alone
+    return check
 
 
 def check_from(checks: Iterable[Check], profile, today: Optional[datetime.date] = None

@@ -184,6 +184,11 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
             # A mode change with no file change is a change too (the journal records the mode).
             interrupted = bool(journal.checkpoints) and journal.checkpoints[-1]["status"] != "done"
             changed = bool(the_plan.pending) or journal.mode != environ.FIPS or interrupted
+            # What the real run would stop on (exit 3 without --force), shown before it runs.
+            result["edited_since"] = plan.hand_edits(the_plan.changes, journal)
+            if result["edited_since"] and not force:
+                result["notes"].append("the real run stops here (exit 3): " + "; ".join(
+                    result["edited_since"]) + "; rerun with --force to overwrite")
             return {**result, "status": "dry-run", "changed": changed, "checkpoint": None,
                     "plan": the_plan}
 
@@ -220,7 +225,7 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
         if not the_plan.pending and journal.mode == environ.FIPS:
             if "proof" not in result:  # Wine's registry held the proof back: prove now
                 prove_final()
-            result["notes"] += plan.follow_up(journal, backend)
+            result["notes"] += plan.follow_up(journal, backend, changed=bool(recovered))
             return {**result, "status": "unchanged", "changed": bool(recovered), "checkpoint": None,
                     "plan": the_plan}
 

@@ -311,10 +311,12 @@ class Journal:
         """The checkpoint a rollback goes down to: `to`, or the newest."""
         ids = [c["id"] for c in self.checkpoints]
         if not ids:
-            raise FipsbootError("nothing to roll back: the journal has no checkpoint")
+            raise FipsbootError("nothing to roll back: the journal has no checkpoint",
+                                "nothing to do: `fipsboot rollback --list` shows the journal")
         target = ids[-1] if to is None else to
         if target not in ids:
-            raise FipsbootError(f"no checkpoint {target} (have: {', '.join(map(str, ids))})")
+            raise FipsbootError(f"no checkpoint {target} (have: {', '.join(map(str, ids))})",
+                                "pick one of those: `fipsboot rollback --list` shows them")
         return target
 
     def rollback(self, to: Optional[int] = None, force: bool = False) -> List[dict]:

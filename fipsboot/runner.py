@@ -131,7 +131,8 @@ def prepare(profile, argv: List[str], base: Optional[Mapping[str, str]] = None) 
     journal = Journal.for_installation(profile.install_dir)
     if not journal.exists or journal.mode is None:
         raise UsageError(f"no fipsboot journal for {profile.install_dir}: run `fipsboot install "
-                         f"--profile {profile.source}` (or `reset`) first")
+                         f"--profile {profile.source}` (or `reset`) first",
+                         f"run `fipsboot install --profile {profile.source}` (or `reset`) first")
     env = environ.launch_env(processenv.caller() if base is None else base, layout, journal.mode,
                              journal.extra.get("ld_dirs", []))
     return {"layout": layout, "journal": journal, "mode": journal.mode, "env": env, "argv": argv}

@@ -92,3 +92,49 @@ def test_an_error_after_the_change_carries_the_checkpoint(installation30, tmp_pa
     # an error before any change carries no `changed`: nothing happened
     out = run_json("rollback", "--profile", profile, check=1)
     assert "changed" not in out and out["exit_code"] == 1
+
+
+def test_a_dry_run_shows_the_hand_edit_the_real_run_would_stop_on(installation30):
+    """Check mode (Ansible) must show the real plan: a dry run lists what was edited by hand
+    since fipsboot wrote it, where the real run stops with exit 3."""
+    inst = installation30
+    profile = str(inst.write_profile())
+    run_json("install", "--profile", profile)
+    with open(inst.dropin, "a") as f:
+        f.write("# edited by hand\n")
+    for command in ("install", "reset"):
+        dry = run_json(command, "--profile", profile, "--dry-run")
+        assert dry["edited_since"] and "50-fipsboot.conf" in dry["edited_since"][0], dry
+        assert any("exit 3" in n for n in dry["notes"]), dry["notes"]
+    fipsboot("reset", "--profile", profile, check=3)
+    forced = run_json("reset", "--profile", profile, "--dry-run", "--force")
+    assert forced["edited_since"] and not any("exit 3" in n for n in forced["notes"])
+
+
+def test_contract_details_a_script_branches_on(installation30):
+    inst = installation30
+    profile = str(inst.write_profile())
+    run_json("install", "--profile", profile)
+    verify = json.loads(fipsboot("verify", "--profile", profile, "--json").stdout)
+    cmvp = next(c for c in verify["checks"] if c["name"] == "cmvp")
+    assert cmvp["severity"] == "warning" and "notes" not in verify
+    # Every error names a fix.
+    for args in (("rollback", "--profile", profile, "--to", "9"),):
+        err = json.loads(fipsboot(*args, "--json", check=1).stdout)
+        assert err["fix"], err
+    from fipsboot import cmvp as cmvp_module
+
+    passing = cmvp_module.check({"summary": "validated", "operator_statement": None,
+                                 "warning": False})
+    assert passing.ok and passing.severity == "warning"
+
+
+def test_a_reader_that_goes_away_is_not_a_file_error(installation30):
+    import subprocess
+    import sys
+
+    profile = str(installation30.write_profile())
+    run_json("install", "--profile", profile)
+    p = subprocess.run(f"{sys.executable} -m fipsboot report --profile '{profile}' | true",
+                       shell=True, capture_output=True, text=True, timeout=120)
+    assert "Broken pipe" not in p.stderr and "error" not in p.stderr, p.stderr

@@ -348,6 +348,8 @@ def test_install_and_verify_mention_tls_check(bed):
     profile = bed.profile("mention.toml", f'peers = [{json.dumps(bed.peers["good"])}]\n')
     r = fipsboot("verify", "--profile", str(profile), env=bed.env, check=0)
     assert "fipsboot tls-check --profile" in r.stdout
+    r = fipsboot("verify", "--profile", str(profile), "--json", env=bed.env, check=0)
+    assert any("fipsboot tls-check --profile" in n for n in json.loads(r.stdout)["notes"])
     r = fipsboot("install", "--profile", str(profile), "--dry-run", env=bed.env, check=0)
     assert "fipsboot tls-check --profile" in r.stdout
     plain = fipsboot("verify", "--profile", str(bed.inst.write_profile(name="no-tls.toml")),

@@ -126,7 +126,10 @@ def main():
         ok=bool(data.get('ok')) and rc == 0,
         mode=data.get('mode'),
         checks=checks,
-        failed_checks=['%s: %s' % (c.get('name'), c.get('reason')) for c in checks if not c.get('ok')],
+        failed_checks=['%s: %s' % (c.get('name'), c.get('reason')) for c in checks if not c.get('ok')
+                       and (c.get('severity') != 'warning' or module.params['strict'])],
+        warnings_found=['%s: %s' % (c.get('name'), c.get('reason')) for c in checks
+                        if not c.get('ok') and c.get('severity') == 'warning'],
         status=None,
     )
     if has_status(module, executable):
