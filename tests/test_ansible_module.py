@@ -68,6 +68,9 @@ def test_module_reports_exit_5_3_and_4(testbed, tmp_path, monkeypatch):
     r3 = results["Exit 3 (a hand edit)"]
     assert r3["failed"] and r3["rc"] == 3 and r3["changed"] is False
     assert "set force: true" in r3["msg"] and "--force" not in r3["cmd"]
+    checked = results["The hand edit in check mode (the real plan says the apply would stop)"]
+    assert checked["failed"] and checked["rc"] == 3 and checked["changed"] is False
+    assert "set force: true" in checked["msg"] and "--dry-run" in checked["cmd"]
     r4 = results["Exit 4 (the lock is held)"]
     assert r4["failed"] and r4["rc"] == 4 and r4["locked"] is True and r4["changed"] is False
     assert not (cases["locked"]["inst"].config_dir / "openssl.cnf").exists()

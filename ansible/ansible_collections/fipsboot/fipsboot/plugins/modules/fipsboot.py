@@ -240,11 +240,13 @@ def main():
                          changed=False, stdout=out, **result)
     if module.check_mode and data.get('edited_since') and not module.params['force']:
         # The real run would stop on these (fipsboot's exit 3): check mode says so, not "changed".
+        failure = dict(result)
+        failure['rc'] = EXIT_CONFLICT
         module.fail_json(msg='edited by hand since fipsboot wrote them: %s. To overwrite the hand '
                              'edit, set force: true (the edited copy is kept in the journal).'
                              % '; '.join(data['edited_since']),
                          fix='look at the edited file, then set force: true', changed=False,
-                         stdout=out, stderr=err, **dict(result, rc=EXIT_CONFLICT))
+                         stdout=out, stderr=err, **failure)
     changed = bool(data['changed'])
     result.update(
         changed=changed,
