@@ -139,6 +139,22 @@ def refuse_hand_edits(changes: List[Change], journal: Journal, force: bool) -> N
                             "copy is kept in the journal, `fipsboot rollback` brings it back)")
 
 
+def dry_run_result(result: dict, the_plan: Plan, journal: Journal, mode: str,
+                   force: bool) -> dict:
+    """What install/reset --dry-run answer: the plan, whether the real run would change
+    anything (a mode change with no file change is a change too: the journal records the
+    mode; so is finishing an interrupted command), and what it would stop on (exit 3)."""
+    interrupted = bool(journal.checkpoints) and journal.checkpoints[-1]["status"] != "done"
+    changed = bool(the_plan.pending) or journal.mode != mode or interrupted
+    edited = hand_edits(the_plan.changes, journal)
+    notes = list(result.get("notes", []))
+    if edited and not force:
+        notes.append("the real run stops here (exit 3): " + "; ".join(edited)
+                     + "; rerun with --force to overwrite")
+    return {**result, "notes": notes, "edited_since": edited, "status": "dry-run",
+            "changed": changed, "checkpoint": None, "plan": the_plan}
+
+
 def follow_up(journal: Journal, backend: Backend, checkpoint: Optional[int] = None,
               changed: bool = True) -> List[str]:
     """Run what must follow the journal's changes and undos (systemd's daemon-reload,

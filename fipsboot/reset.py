@@ -40,15 +40,7 @@ def reset(profile, dry_run: bool = False, force: bool = False, purge: bool = Fal
             result["notes"].append("no [server] security-pack-dir in the profile: "
                                    "LD_LIBRARY_PATH keeps only the lib-dirs")
         if dry_run:
-            interrupted = bool(journal.checkpoints) and journal.checkpoints[-1]["status"] != "done"
-            changed = bool(the_plan.pending) or journal.mode != environ.NONFIPS or interrupted
-            # What the real run would stop on (exit 3 without --force), shown before it runs.
-            result["edited_since"] = plan.hand_edits(the_plan.changes, journal)
-            if result["edited_since"] and not force:
-                result["notes"].append("the real run stops here (exit 3): " + "; ".join(
-                    result["edited_since"]) + "; rerun with --force to overwrite")
-            return {**result, "status": "dry-run", "changed": changed, "checkpoint": None,
-                    "plan": the_plan}
+            return plan.dry_run_result(result, the_plan, journal, environ.NONFIPS, force)
         plan.refuse_hand_edits(the_plan.changes, journal, force)
         if not the_plan.pending and journal.mode == environ.NONFIPS:
             result["notes"] += plan.follow_up(journal, backend, changed=bool(recovered))
