@@ -24,10 +24,10 @@ from . import __version__, cmvp, environ, fipsmodule, fsutil, verify
 from .checks import Check
 from .errors import EXIT_FAILED, EXIT_OK, FipsbootError
 from .journal import Journal
-from .layout import Layout, resolve
+from .layout import Layout
 from .openssl import OpenSSL
-from .platforms import backend_for
 from .printable import printable
+from .session import Session
 
 FORMAT = 1
 
@@ -276,13 +276,11 @@ def optional_section(sid: str, title: str, module: str, call: Callable,
 
 def build(profile, now: Optional[datetime.datetime] = None) -> dict:
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    layout = resolve(profile)
-    backend = backend_for(profile)
-    journal = Journal.for_installation(profile.install_dir, backend.stores())
-    mode = journal.mode or environ.FIPS
-    env = verify.launch_environment(layout, mode, None, journal.extra.get("ld_dirs", []))
+    session = Session(profile)
+    layout, journal, mode = session.layout, session.journal, session.mode
+    env = session.launch_environment(mode)
     openssl = OpenSSL(layout, env)
-    _, checks = verify.verify_profile(profile)
+    checks = verify.verify(session)
 
     sections = [host_section(profile, now), mode_section(journal, mode)]
 

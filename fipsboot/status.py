@@ -25,7 +25,7 @@ from . import environ, procinspect, runrecords
 from .checks import Check, failed, passed, verdict_ok
 from .errors import UsageError
 from .journal import Journal
-from .layout import Layout, resolve
+from .layout import Layout
 
 CONSISTENT, INCONSISTENT, NONFIPS = 0, 1, 2
 TOLERANCE = 0.05  # seconds: a start time read back later may differ by a clock tick or two
@@ -340,14 +340,15 @@ def env_hint(env: dict, layout: Layout) -> str:
 
 def status_report(profile, require_running: bool = False) -> dict:
     """The status of an installation and of every server process found (JSON-able)."""
-    from .verify import verify_profile
+    from .session import Session
+    from .verify import verify
 
-    layout = resolve(profile)
-    journal = Journal.for_installation(profile.install_dir)
+    session = Session(profile)
+    layout, journal = session.layout, session.journal
     if not journal.exists or journal.mode is None:
         raise UsageError(f"no fipsboot journal for {profile.install_dir}: never installed",
                          f"run `fipsboot install --profile {profile.source}` first")
-    mode, config = verify_profile(profile, live=False)
+    mode, config = session.mode, verify(session, live=False)
     mac_ok = any(c.name == "module-mac" and c.ok for c in config)
     module_ident = procinspect.file_ident(layout.host(layout.module))
     change = last_mode_change(journal)

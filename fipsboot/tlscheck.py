@@ -18,9 +18,10 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from . import environ, opensslcnf, verify
 from .checks import Check, failed, passed, verdict_ok, warned
 from .errors import FipsbootError, UsageError
-from .layout import Layout, resolve
+from .layout import Layout
 from .openssl import OpenSSL
 from .profile import Profile, TlsSettings
+from .session import readonly_session
 from .tlshandshake import Handshake, run_handshakes, s_client_args
 from .tlsmaterial import (
     MaterialError,
@@ -67,25 +68,14 @@ def settings(profile: Profile, peers: Sequence[str] = (), cert: Optional[str] = 
 
 # --- the FIPS environment the server gets -------------------------------------------------
 
-def previously_written(layout: Layout) -> List[str]:
-    """The library folders an earlier install put on LD_LIBRARY_PATH, as `run` drops them
-    (the journal is only read)."""
-    from .journal import Journal
-
-    try:
-        return list(Journal.for_installation(layout.profile.install_dir).extra.get("ld_dirs", []))
-    except FipsbootError:
-        return []
-
-
 @contextlib.contextmanager
-def fips_environment(layout: Layout) -> Iterator[Tuple[Dict[str, str], str]]:
+def fips_environment(session) -> Iterator[Tuple[Dict[str, str], str]]:
     """The launch environment of FIPS mode when the installation has its config files;
     before `install`, the same built in a private temporary folder (fipsinstall there), so the
     question can be answered before the switch. Nothing of the installation is written."""
-    ld_dirs = previously_written(layout)
+    layout = session.layout
     if layout.host(layout.openssl_cnf).is_file() and layout.host(layout.fipsmodule_cnf).is_file():
-        yield verify.launch_environment(layout, environ.FIPS, None, ld_dirs), "installed"
+        yield session.launch_environment(environ.FIPS), "installed"
         return
     if layout.windows:
         raise UsageError(f"{layout.openssl_cnf} does not exist yet",
@@ -104,7 +94,7 @@ def fips_environment(layout: Layout) -> Iterator[Tuple[Dict[str, str], str]]:
                                 "run `fipsboot verify --profile PROFILE` for the module's state")
         with open(cnf, "w", encoding="utf-8") as f:
             f.write(opensslcnf.render(layout, module_cnf))
-        env = verify.launch_environment(layout, environ.FIPS, None, ld_dirs)
+        env = session.launch_environment(environ.FIPS)
         env["OPENSSL_CONF"] = cnf
         yield env, "temporary (not installed yet)"
 
@@ -323,8 +313,9 @@ def tls_check(profile: Profile, peers: Sequence[str] = (), cert: Optional[str] =
     peer. JSON-able: ok, exit_code, summary, checks, peers. Raises UsageError (exit 2) when
     there is nothing to check or an argument is malformed."""
     tls = settings(profile, peers, cert, key, cacert)
-    layout = resolve(profile)
-    with fips_environment(layout) as (fips_env, source):
+    session = readonly_session(profile)
+    layout = session.layout
+    with fips_environment(session) as (fips_env, source):
         openssl = OpenSSL(layout, fips_env)
         provider_check, facts = provider_facts(openssl, fips_env)
         checks = [provider_check]
@@ -332,8 +323,7 @@ def tls_check(profile: Profile, peers: Sequence[str] = (), cert: Optional[str] =
         checks += static_checks(tls, layout, sigs)
         reports: List[dict] = []
         if tls.peers and provider_check.ok:
-            plain_env = verify.launch_environment(layout, environ.NONFIPS, None,
-                                                  previously_written(layout))
+            plain_env = session.launch_environment(environ.NONFIPS)
             peer_checks, reports = check_peers(openssl, tls, fips_env, plain_env, facts)
             checks += peer_checks
     ok = verdict_ok(checks, strict)
