@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from runhelpers import TIMEOUT, caller_env, env_of_server, installed
+
 from fipsboot import plan, verify
 from fipsboot.profile import load
 from fipsboot.session import Session
 from fipsboot.vocabulary import FIPS
-from runhelpers import TIMEOUT, caller_env, env_of_server, installed
 
 
 def other_fips_folder(tmp_path, name="old-ors"):
