@@ -468,6 +468,9 @@ def account(user: str):
         raise FipsbootError(f"profile:{user}: no such account") from None
 
 
+DAEMON_RELOAD_TIMEOUT = 300  # a busy systemd can take long; a hung one is a failed follow-up
+
+
 class LinuxBackend(Backend):
     name = "linux"
     # sd_booted(3): systemd is the running init when this folder exists. A class attribute so
@@ -497,11 +500,13 @@ class LinuxBackend(Backend):
                    for c in changes):
             return []
         import shutil
-        import subprocess
+
+        from ..processes import run_together
 
         if not self.systemd_runtime.is_dir() or not shutil.which("systemctl"):
             return ["systemd is not the running init here: `systemctl daemon-reload` skipped"]
-        r = subprocess.run(["systemctl", "daemon-reload"], capture_output=True, text=True)
+        r, = run_together([(["systemctl", "daemon-reload"], b"")], os.environ, DAEMON_RELOAD_TIMEOUT,
+                          FollowUpError)
         if r.returncode:
             raise FollowUpError(f"the unit files are written, but `systemctl daemon-reload` failed "
                                 f"(systemd has not loaded them yet): {r.stderr.strip()}",
