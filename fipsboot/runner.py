@@ -155,7 +155,7 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
         return 0
     before = None
     if mode == environ.FIPS:
-        from .warmrun import snapshot_or_none
+        from .runfacts import snapshot_or_none
 
         before = snapshot_or_none(profile, job)  # what the verdict rests on, taken before it
         try:
@@ -174,7 +174,7 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
     from .runrecords import record_launch
 
     if mode == environ.FIPS:  # what this verdict rested on, for the next launch's warm path
-        from .warmrun import remember
+        from .runfacts import remember
 
         remember(profile, job, checks, before)
     record_launch(job, checks if mode == environ.FIPS else None)  # for `fipsboot status`
