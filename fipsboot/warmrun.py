@@ -209,7 +209,7 @@ def launch(profile_path: str, argv: list, caller: dict) -> None:
     sys.stdout.flush()
     try:
         os.execvpe(argv[0], argv, env)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: an empty server name, or a NUL in an argument
         return  # the full path says why, in its words
 
 
