@@ -26,12 +26,17 @@ def plan(result: dict) -> Iterator[str]:
         yield f"note: {note}"
 
 
-def verify(result: dict, strict: bool) -> Iterator[str]:
-    for c in result["checks"]:
+def check_rows(checks: list, strict: bool, width: int) -> Iterator[str]:
+    """One row per check (PASS/WARN/FAIL, name, reason) and the fix under a check not passed."""
+    for c in checks:
         label = "PASS" if c.ok else ("FAIL" if c.fails(strict) else "WARN")
-        yield f"{label}  {c.name:15} {c.reason}"
+        yield f"{label}  {c.name:{width}} {c.reason}"
         if not c.ok and c.fix:
-            yield f"      {'':15} fix: {c.fix}"
+            yield f"      {'':{width}} fix: {c.fix}"
+
+
+def verify(result: dict, strict: bool) -> Iterator[str]:
+    yield from check_rows(result["checks"], strict, 15)
     yield f"verify ({result['mode']}): {'passed' if result['ok'] else 'FAILED'}"
     for note in result.get("notes", []):
         yield f"note: {note}"
@@ -106,11 +111,7 @@ def status(r: dict) -> Iterator[str]:
 
 
 def tls_check(r: dict, strict: bool) -> Iterator[str]:
-    for c in r["checks"]:
-        label = "PASS" if c.ok else ("FAIL" if c.fails(strict) else "WARN")
-        yield f"{label}  {c.name:23} {c.reason}"
-        if not c.ok and c.fix:
-            yield f"      {'':23} fix: {c.fix}"
+    yield from check_rows(r["checks"], strict, 23)
     for p in r["peers"]:
         yield f"peer {p['peer']}: {p['verdict']}"
         for name in ("fips", "non-fips"):
