@@ -98,7 +98,6 @@ def verify(profile_path: str, fast: bool, strict: bool, as_json: bool) -> None:
         result = {"ok": ok, "mode": mode, "checks": checks}
         if profile.tls is not None:  # as install says it: the live handshakes are tls-check's
             result["notes"] = [TLS_NOTE]
-
         output.result(result, as_json, lambda r: textviews.verify(r, strict))
         return EXIT_OK if ok else EXIT_FAILED
     guarded(as_json, go)
