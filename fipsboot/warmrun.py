@@ -188,7 +188,7 @@ def check(facts: dict, profile_real: str, caller: dict) -> tuple:
 
 def launch(profile_path: str, argv: list, caller: dict) -> None:
     """Exec the server if the facts hold; return (a miss) otherwise, for the full path."""
-    if os.name != "posix" or not argv:
+    if os.name != "posix" or not argv or not argv[0]:
         return
     try:
         profile_real = os.path.realpath(profile_path)
@@ -209,5 +209,5 @@ def launch(profile_path: str, argv: list, caller: dict) -> None:
     sys.stdout.flush()
     try:
         os.execvpe(argv[0], argv, env)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: an empty server name, or a NUL in an argument
         return  # the full path says why, in its words
