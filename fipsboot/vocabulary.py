@@ -7,7 +7,6 @@ to change (what a change is; what a verdict is).
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -70,6 +69,8 @@ class Change:
         not fipsboot's."""
         if not self.changed:
             return ""
+        import difflib  # only for the JSON of a plan: not on `run`'s start-up
+
         if self.kind == "file":
             old, new = (b.decode("utf-8", "replace") if b is not None else None
                         for b in (self.old, self.new))
