@@ -103,7 +103,7 @@ def read_text(cnf: Config, text: str, source: str, section: str = "default",
             cnf.sections.setdefault(section, {})
             continue
         if line.kind == DIRECTIVE:
-            include = _directive(cnf, where, line, top)
+            include = _directive(cnf, where, line, section, top)
             if include is not None:
                 section = follow(include, section)
             continue
@@ -116,7 +116,8 @@ def read_text(cnf: Config, text: str, source: str, section: str = "default",
     return section
 
 
-def _directive(cnf: Config, where: str, line: cnfsyntax.Line, top: bool) -> Optional[str]:
+def _directive(cnf: Config, where: str, line: cnfsyntax.Line, section: str,
+               top: bool) -> Optional[str]:
     """The file a plain `.include` in openssl.cnf names (as OpenSSL reads it), or None with
     the problem noted."""
     name, raw = line.name, line.raw
@@ -124,7 +125,10 @@ def _directive(cnf: Config, where: str, line: cnfsyntax.Line, top: bool) -> Opti
         cnf.problems.append(f"{where}: `{name} {raw}` is a pragma: it changes how OpenSSL reads "
                             "the rest of the configuration; fipsboot's files have none")
         return None
-    plain = name == ".include" and line.prefix is None and top
+    # OpenSSL ignores a `sect::` before an include; as before, only a prefix naming another
+    # section than the current one makes it a spelling fipsboot refuses.
+    prefixed = line.prefix is not None and line.prefix != section
+    plain = name == ".include" and not prefixed and top
     if not plain:
         cnf.problems.append(f"{where}: `{name} {raw}` is an include (OpenSSL reads any name "
                             "starting with .include as one); only fipsboot's own `.include` of "

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .cnfsyntax import WS, clear_comment
+from .cnfsyntax import value as read_value
 from .errors import FipsbootError
 
 SPECIAL = set('\\$#"\'`')  # OpenSSL's parser reads a backtick as a quote too
@@ -49,9 +51,6 @@ def has_stray_backslash(value: str) -> bool:
 def unescape(value: str) -> str:
     """A value as OpenSSL's parser reads it: a trailing comment dropped, ends trimmed, quotes
     and escapes resolved (cnfsyntax, the one parser; escape's inverse)."""
-    from .cnfsyntax import WS, clear_comment
-    from .cnfsyntax import value as read_value
-
     return read_value(clear_comment(value).strip(WS))
 
 
