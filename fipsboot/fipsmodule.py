@@ -1,16 +1,23 @@
-"""Parse fipsmodule.cnf and judge its values; the module-mac itself is recomputed by
-modulemac (imported here, so `fipsmodule.module_mac` stays what it was)."""
+"""Read fipsmodule.cnf as OpenSSL reads it and judge its values; the module-mac itself is
+recomputed by modulemac (imported here, so `fipsmodule.module_mac` stays what it was).
+
+The file is read by cnfreader.read_text (cnfsyntax's lines, OpenSSL's rules) as OpenSSL reads
+it when openssl.cnf includes it: a key given twice is its last value, quotes and escapes are
+resolved, `#` inside quotes is not a comment, a backslash at the end of a line joins the next,
+`fips_sect::key` in another section writes into [fips_sect]. What OpenSSL would refuse or
+read differently (a line without `=`, an include, a pragma, a `$` variable, a control
+character) is a problem, and key_problems reports it."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List
+
+from . import cnfreader
 
 # The MAC lives in modulemac (the warm path imports it alone); these names stay here too.
 from .modulemac import _sha256, format_mac, module_mac, normalise_mac  # noqa: F401
 
-SECTION_RE = re.compile(r"^\s*\[\s*([^\]\s]+)\s*\]\s*$")
-KEY_RE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*=\s*(.*?)\s*$")
 # Indicator keys (3.4+) the provider reads as a strict 0/1 flag: any other value makes it
 # fail to load, silently.
 FLAG_SUFFIXES = ("-check", "-disabled")
@@ -20,7 +27,8 @@ FLAG_KEYS = {"no-short-mac", "drbg-no-trunc-md", "security-checks", "conditional
 @dataclass
 class FipsModuleCnf:
     section: str
-    values: Dict[str, str]
+    values: Dict[str, str]  # as OpenSSL reads them
+    problems: List[str] = field(default_factory=list)  # what OpenSSL would refuse or misread
 
     @property
     def module_mac(self) -> str | None:
@@ -28,29 +36,18 @@ class FipsModuleCnf:
 
 
 def parse(text: str, section: str = "fips_sect") -> FipsModuleCnf:
-    current = None
-    values: Dict[str, str] = {}
-    found = False
-    for line in text.splitlines():
-        stripped = line.split("#", 1)[0].strip()
-        if not stripped:
-            continue
-        m = SECTION_RE.match(stripped)
-        if m:
-            current = m.group(1)
-            found = found or current == section
-            continue
-        m = KEY_RE.match(stripped)
-        if m and current == section:
-            values[m.group(1)] = m.group(2)
-    if not found:
-        raise ValueError(f"section [{section}] not found")
-    return FipsModuleCnf(section, values)
+    """`section` of fipsmodule.cnf's `text`, read as the file openssl.cnf includes."""
+    cnf = cnfreader.Config()
+    cnfreader.read_text(cnf, text, "fipsmodule.cnf")
+    if section not in cnf.sections:
+        raise ValueError("; ".join([f"section [{section}] not found", *cnf.problems]))
+    return FipsModuleCnf(section, {k: v.text for k, v in cnf.sections[section].items()},
+                         cnf.problems)
 
 
 def key_problems(cnf: FipsModuleCnf) -> List[str]:
     """Values the provider would refuse (or misread) before it even checks its MAC."""
-    problems = []
+    problems = list(cnf.problems)
     if not cnf.module_mac:
         problems.append("module-mac is missing")
     elif not re.fullmatch(r"[0-9a-f]{64}", normalise_mac(cnf.module_mac)):

@@ -1,18 +1,22 @@
 """The server's own options file (ORS: `[scxml] fips-enabled`): one value read and set,
 every other byte kept, whatever the file's encoding. A journal store, so install/reset record
-the value before changing it and rollback puts exactly that back."""
+the value before changing it and rollback puts exactly that back.
+
+The file is split into lines by cnfsyntax.options_lines (the one parser of OpenSSL-style INI,
+with the rules this file has always been read by: physical lines, no comments, see there); an
+edit replaces the span of one value, or inserts or deletes whole lines, and leaves every other
+byte as it was."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Tuple
 
 from . import fsutil
+from .cnfsyntax import BLANK, KEY, SECTION, Line, in_sections, options_lines
+from .cnfsyntax import OPTIONS_SECTION_RE as SECTION_RE  # noqa: F401  (IniStore reads it)
 
 STORE = "ini"
-SECTION_RE = re.compile(r"\s*\[\s*([^\]]+?)\s*\]")
-KEY_RE = re.compile(r"(\s*)([^=\s]+)(\s*=\s*)(.*?)(\s*)$")
 
 
 def store_key(path: Path, section: str, key: str) -> str:
@@ -23,75 +27,68 @@ def path_of(store_key_: str) -> str:
     return json.loads(store_key_)[0]
 
 
+def _find(text: str, section: str, key: str) -> Tuple[List[Line], Optional[Line]]:
+    """The file's lines and the first `key` of `[section]` (under any of its headers)."""
+    placed = list(in_sections(options_lines(text), None))
+    found = next((line for where, line in placed
+                  if line.kind == KEY and where == section and line.name == key), None)
+    return [line for _, line in placed], found
+
+
 def get_value(text: str, section: str, key: str) -> Optional[str]:
-    current = None
-    for line in text.splitlines():
-        m = SECTION_RE.match(line)
-        if m:
-            current = m.group(1)
-            continue
-        m = KEY_RE.match(line)
-        if current == section and m and m.group(2) == key:
-            return m.group(4)
-    return None
+    found = _find(text, section, key)[1]
+    return found.raw if found is not None else None
 
 
 def set_value(text: str, section: str, key: str, value: str) -> str:
-    """Set `key` in `[section]`, keeping every other byte of the file."""
-    lines = text.splitlines(keepends=True)
-    current, insert_at = None, None
-    for i, line in enumerate(lines):
-        m = SECTION_RE.match(line)
-        if m:
-            if current == section and insert_at is None:
-                insert_at = i
-            current = m.group(1)
-            continue
-        m = KEY_RE.match(line.rstrip("\r\n"))
-        if current == section and m and m.group(2) == key:
-            ending = line[len(line.rstrip("\r\n")):]
-            lines[i] = m.group(1) + key + m.group(3) + value + m.group(5) + ending
-            return "".join(lines)
-    if current == section and insert_at is None:
-        insert_at = len(lines)
-    if insert_at is None:
-        if lines and not lines[-1].endswith("\n"):
-            lines[-1] += "\n"
-        return "".join(lines) + f"[{section}]\n{key} = {value}\n"
-    if insert_at and not lines[insert_at - 1].endswith("\n"):
-        lines[insert_at - 1] += "\n"
-    lines.insert(insert_at, f"{key} = {value}\n")
-    return "".join(lines)
+    """Set `key` in `[section]`, keeping every other byte of the file: the value's span is
+    replaced; a new key goes at the end of the section's first body (before the next header),
+    a new section at the end of the file."""
+    lines, found = _find(text, section, key)
+    if found is not None:
+        start, end = found.value
+        return text[:start] + value + text[end:]
+    after = _first_body_end(lines, section)
+    if after is None:
+        sep = "\n" if text and not text.endswith("\n") else ""
+        return text + sep + f"[{section}]\n{key} = {value}\n"
+    sep = "\n" if after and not text[:after].endswith("\n") else ""
+    return text[:after] + sep + f"{key} = {value}\n" + text[after:]
 
 
+def _first_body_end(lines: List[Line], section: str) -> Optional[int]:
+    """Where the first `[section]`'s lines end (the start of the next header, or the end of
+    the file), None when the file has no `[section]`."""
+    inside = False
+    for line in lines:
+        if line.kind == SECTION:
+            if inside:
+                return line.start
+            inside = line.name == section
+    return lines[-1].end if inside else None
 
 
 def remove_value(text: str, section: str, key: str, drop_empty_section: bool) -> str:
     """Remove `key` from `[section]` (and the section, when it was not there before fipsboot
-    and is empty now)."""
-    lines = text.splitlines(keepends=True)
-    current, header = None, None
-    for i, line in enumerate(lines):
-        m = SECTION_RE.match(line)
-        if m:
-            current = m.group(1)
-            if current == section:
-                header = i
-            continue
-        m = KEY_RE.match(line.rstrip("\r\n"))
-        if current == section and m and m.group(2) == key:
-            del lines[i]
+    and is empty now: its header and its blank lines)."""
+    lines, found = _find(text, section, key)
+    header = None
+    for line in lines:
+        if line is found:
+            text = text[:line.start] + text[line.end:]
             break
+        if line.kind == SECTION and line.name == section:
+            header = line  # the last header of the section before the key
     if drop_empty_section and header is not None:
-        rest = lines[header + 1:]
         body = []
-        for line in rest:
-            if SECTION_RE.match(line):
+        for line in options_lines(text[header.end:]):
+            if line.kind == SECTION:
                 break
             body.append(line)
-        if not any(b.strip() for b in body):
-            del lines[header:header + 1 + len(body)]
-    return "".join(lines)
+        if all(line.kind == BLANK for line in body):
+            end = header.end + (body[-1].end if body else 0)
+            text = text[:header.start] + text[end:]
+    return text
 
 
 class IniStore:

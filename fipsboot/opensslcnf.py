@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .cnfsyntax import WS, clear_comment
+from .cnfsyntax import value as read_value
 from .errors import FipsbootError
 
 SPECIAL = set('\\$#"\'`')  # OpenSSL's parser reads a backtick as a quote too
@@ -47,28 +49,9 @@ def has_stray_backslash(value: str) -> bool:
 
 
 def unescape(value: str) -> str:
-    """A value as OpenSSL's parser reads it: escapes resolved, quotes removed, a trailing
-    comment dropped (used by verify on hand-written files too)."""
-    out, quote, i = [], None, 0
-    while i < len(value):
-        c = value[i]
-        if c == "\\" and i + 1 < len(value):
-            out.append(value[i + 1])
-            i += 2
-            continue
-        if quote:
-            if c == quote:
-                quote = None
-            else:
-                out.append(c)
-        elif c in "\"'`":
-            quote = c
-        elif c == "#":
-            break
-        else:
-            out.append(c)
-        i += 1
-    return "".join(out).strip()
+    """A value as OpenSSL's parser reads it: a trailing comment dropped, ends trimmed, quotes
+    and escapes resolved (cnfsyntax, the one parser; escape's inverse)."""
+    return read_value(clear_comment(value).strip(WS))
 
 
 def render(layout, fipsmodule_cnf: str) -> str:
