@@ -25,11 +25,13 @@ from helpers import fipsboot
 from loopback import free_port
 from runhelpers import (
     caller_env,
+    installed,
     installed_where_others_can_read,
     run_wrapped,
     s_server,
     serving,
     started,
+    without,
     wrapper_argv,
 )
 
@@ -86,6 +88,22 @@ def installed_finding(inst, process_name: str) -> Path:
     profile = inst.write_profile(f"process-names = [{json.dumps(process_name)}]")
     fipsboot("install", "--profile", str(profile), check=0)
     return profile
+
+
+@contextmanager
+def served_with_modules_from_elsewhere(inst, cert_and_key, folder: Path, place
+                                       ) -> Iterator[Tuple[Path, subprocess.Popen, Path]]:
+    """Install; `place(the module, folder/elsewhere/fips.so)` (a copy, a hard link); start
+    s_server with what the env file gives but OPENSSL_MODULES=folder/elsewhere (no wrapper):
+    (the profile, the server, that folder)."""
+    cert, key = cert_and_key
+    profile = installed(inst)
+    elsewhere = folder / "elsewhere"
+    elsewhere.mkdir()
+    place(inst.module, elsewhere / "fips.so")
+    env = dict(launch_env(profile, without(caller_env())), OPENSSL_MODULES=str(elsewhere))
+    with serving(s_server(inst, cert, key, free_port()), env, folder / "s") as server:
+        yield profile, server, elsewhere
 
 
 # --- Debian's redis-server with TLS -----------------------------------------------------

@@ -37,6 +37,7 @@ from statushelpers import (
     redis_serving,
     redis_through_run,
     root_server_an_account_looks_at,
+    served_with_modules_from_elsewhere,
     status,
     status_text,
     write_record,
@@ -153,15 +154,8 @@ def test_server_started_elsewhere_with_another_modules_folder(installation30, ce
                                                               testbed, tmp_path):
     """A copy of a FIPS provider outside the installation is not this installation's."""
     inst = installation30
-    cert, key = cert_and_key
-    profile = installed(inst)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    shutil.copy2(inst.module, elsewhere / "fips.so")
-    env = launch_env(profile, without(caller_env()))
-    env["OPENSSL_MODULES"] = str(elsewhere)
-    port = free_port()
-    with serving(s_server(inst, cert, key, port), env, tmp_path / "s") as server:
+    with served_with_modules_from_elsewhere(inst, cert_and_key, tmp_path,
+                                            shutil.copy2) as (profile, server, elsewhere):
         out, proc = judged(profile, server.pid, 1)
         assert proc["fips_module"] == {"state": "other", "paths": [str(elsewhere / "fips.so")]}
         assert f"OPENSSL_MODULES={elsewhere}" in proc["problems"][0]["reason"]

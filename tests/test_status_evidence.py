@@ -33,6 +33,7 @@ from statushelpers import (
     launch_env,
     redis_through_run,
     root_server_an_account_looks_at,
+    served_with_modules_from_elsewhere,
     status,
     temporary_account,
     write_record,
@@ -99,13 +100,8 @@ def test_a_mapped_provider_from_another_modules_folder_is_not_proof(installation
     """The very same fips.so (a hard link: same device and inode) reached through another
     OPENSSL_MODULES folder: the maps can't tell; the environment can."""
     inst = installation30
-    cert, key = cert_and_key
-    profile = installed(inst)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    os.link(inst.module, elsewhere / "fips.so")
-    env = dict(launch_env(profile, without(caller_env())), OPENSSL_MODULES=str(elsewhere))
-    with serving(s_server(inst, cert, key, free_port()), env, tmp_path / "s") as server:
+    with served_with_modules_from_elsewhere(inst, cert_and_key, tmp_path,
+                                            os.link) as (profile, server, elsewhere):
         out, proc = judged(profile, server.pid, 1)
         assert proc["fips_module"]["state"] == "installation"
         assert f"OPENSSL_MODULES={elsewhere}" in proc["problems"][0]["reason"]
