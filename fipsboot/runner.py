@@ -9,14 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from typing import Dict, List, Mapping, Optional
 
-from . import environ, fsutil, processenv, verify
+from . import environ, fsutil, verify
 from .checks import verdict_ok
 from .errors import EXIT_REFUSED, FipsbootError, UsageError
 from .journal import Journal
-from .layout import Layout, resolve
+from .layout import Layout
+from .output import log_refusal  # a refusal: stderr, the system log, JSON under --json
 from .warmrun import ENV_PREFIXES  # what in the environment keys the verdict
 
 CACHE_NAME = "verdict-cache.json"
@@ -95,9 +95,7 @@ def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verif
             return checks + [verify.passed("live", "cached verdict: fips active, MD5 refused")]
     from .openssl import OpenSSL
 
-    probe_env = dict(env, LANG="C", LC_ALL="C")
-    openssl = OpenSSL(layout, probe_env)
-    live = verify.live_checks(openssl, probe_env, sha256=False)
+    live = verify.live_checks(OpenSSL(layout, env), env, sha256=False)
     try:
         if verdict_ok(live):
             fsutil.atomic_write(cache, json.dumps({"key": key}).encode(), 0o600)
@@ -108,34 +106,15 @@ def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verif
     return checks + live
 
 
-def log_refusal(message: str, as_json: bool = False, code: int = EXIT_REFUSED,
-                fix: Optional[str] = None) -> None:
-    """To stderr and, where there is one, the system log (so LCA/systemd show the reason);
-    with --json also as `{"error","fix","exit_code"}` on stdout."""
-    if as_json:
-        print(json.dumps({"error": message, "fix": fix, "exit_code": code}, indent=1))
-    print(message, file=sys.stderr)
-    try:
-        import syslog
-
-        syslog.openlog("fipsboot", 0, syslog.LOG_DAEMON)
-        syslog.syslog(syslog.LOG_ERR, message.replace("\n", " "))
-    except ImportError:  # pragma: no cover - Windows: stderr is what the service manager keeps
-        pass
-
-
 def prepare(profile, argv: List[str], base: Optional[Mapping[str, str]] = None) -> dict:
-    if not argv:
+    if not argv or not argv[0]:
         raise UsageError("no server command given: fipsboot run --profile P -- SERVER [ARGS...]")
-    layout = resolve(profile)
-    journal = Journal.for_installation(profile.install_dir)
-    if not journal.exists or journal.mode is None:
-        raise UsageError(f"no fipsboot journal for {profile.install_dir}: run `fipsboot install "
-                         f"--profile {profile.source}` (or `reset`) first",
-                         f"run `fipsboot install --profile {profile.source}` (or `reset`) first")
-    env = environ.launch_env(processenv.caller() if base is None else base, layout, journal.mode,
-                             journal.extra.get("ld_dirs", []))
-    return {"layout": layout, "journal": journal, "mode": journal.mode, "env": env, "argv": argv}
+    from .session import Session
+
+    session = Session(profile)
+    mode = session.require_journal()
+    return {"session": session, "layout": session.layout, "journal": session.journal,
+            "mode": mode, "env": session.launch_environment(mode, base), "argv": argv}
 
 
 def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) -> int:
@@ -149,18 +128,15 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
         return EXIT_REFUSED
     layout, env, mode = job["layout"], job["env"], job["mode"]
     if dry_run:
+        from . import output, textviews
+
         changed = {k: env.get(k) for k in environ.VARIABLES}
-        if as_json:
-            print(json.dumps({"mode": mode, "argv": argv, "environment": changed}, indent=1))
-        else:
-            print(f"mode: {mode}")
-            for k, v in changed.items():
-                print(f"  {k}={v}" if v is not None else f"  {k} (unset)")
-            print("exec: " + " ".join(argv))
+        output.result({"mode": mode, "argv": argv, "environment": changed}, as_json,
+                      textviews.run_dry_run)
         return 0
     before = None
     if mode == environ.FIPS:
-        from .warmrun import snapshot_or_none
+        from .runfacts import snapshot_or_none
 
         before = snapshot_or_none(profile, job)  # what the verdict rests on, taken before it
         try:
@@ -176,16 +152,22 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
                         f"{first.reason}" + (f"\nfix: {first.fix}" if first.fix else ""),
                         as_json, fix=first.fix)
             return EXIT_REFUSED
-    from .platforms import backend_for
     from .runrecords import record_launch
 
     if mode == environ.FIPS:  # what this verdict rested on, for the next launch's warm path
-        from .warmrun import remember
+        from .runfacts import remember
 
         remember(profile, job, checks, before)
     record_launch(job, checks if mode == environ.FIPS else None)  # for `fipsboot status`
     try:
-        return backend_for(profile).launch(argv, env)
+        return job["session"].backend.launch(argv, env)
     except FipsbootError as e:
         log_refusal(f"fipsboot: {e}", as_json, 127, e.fix)
         return 127
+
+
+def run_command(profile_path: str, argv: List[str], dry_run: bool, as_json: bool) -> int:
+    """`fipsboot run` from its parsed options, for entry.py's lean path and cli.py's command."""
+    from .profile import load
+
+    return run(load(profile_path), argv, dry_run=dry_run, as_json=as_json)
