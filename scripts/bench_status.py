@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+from loopback import free_port  # scripts/loopback.py, beside this script
 from sampleserver import lay_out, testbed_dir  # scripts/sampleserver.py, beside this script
 
 TARGET_SECONDS, TARGET_RATIO = 1.0, 10.0
@@ -48,12 +49,6 @@ def timed(argv: List[str], env: Dict[str, str], expect: int = 0) -> float:
     if p.returncode != expect:
         sys.exit(f"{' '.join(argv)} exited {p.returncode}:\n{p.stderr.decode(errors='replace')}")
     return elapsed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(inst, profile: Path, work: Path, env: Dict[str, str]) -> subprocess.Popen:

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from loopback import free_port  # scripts/loopback.py, beside this script
 from sampleserver import lay_out, testbed_dir  # scripts/sampleserver.py, beside this script
 
 FIPSBOOT = str(Path(sys.executable).parent / "fipsboot")
@@ -32,12 +33,6 @@ def step(title: str, *args: str, check: bool = True) -> subprocess.CompletedProc
     if check and r.returncode != 0:
         sys.exit(f"demo: step failed: {title}")
     return r
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tls_server_through_wrapper(inst, profile: Path, expect_fips: bool) -> None:

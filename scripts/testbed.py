@@ -302,6 +302,13 @@ def locked(path: Path):
         yield
 
 
+def write_manifest(path: Path, data: dict) -> None:
+    """Replace a JSON manifest in one step: a reader never sees half of it (testhosts.py too)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["linux", "windows"], help="build one platform only")
@@ -323,9 +330,7 @@ def main() -> int:
             ensure_tools({**LINUX_TOOLS, **WINDOWS_TOOLS})
             manifest["windows-3.0"] = ensure_build("3.0", "mingw")
             manifest["wine"] = ensure_wineprefix()
-        tmp = manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, manifest_path)
+        write_manifest(manifest_path, manifest)
     log(f"ready in {time.monotonic() - started:.1f} s: {manifest_path}")
     return 0
 

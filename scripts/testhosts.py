@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from testbed import cache_dir, locked, log, machine_mirrors  # noqa: E402
+from testbed import cache_dir, locked, log, machine_mirrors, write_manifest  # noqa: E402
 
 SUITE = "bookworm"
 # What a host needs: a real systemd and dbus, sshd (how Ansible and the tests reach it),
@@ -116,10 +116,7 @@ def main() -> int:
     cache = cache_dir()
     with locked(cache / ".hosts.lock"):
         info = ensure_root()
-        manifest = cache / "hosts.json"
-        tmp = manifest.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info, indent=1))
-        os.replace(tmp, manifest)
+        write_manifest(cache / "hosts.json", info)
     log(f"host root ready in {time.monotonic() - started:.1f} s: {info['root']}")
     return 0
 

@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import NameOID
+from loopback import free_port
 
 SHA256_RSA_OID = bytes.fromhex("06092a864886f70d01010b")  # DER of sha256WithRSAEncryption
 SHA1_RSA_OID = bytes.fromhex("06092a864886f70d010105")  # sha1WithRSAEncryption: same length
@@ -108,12 +109,6 @@ class Pki:
         cert = new_cert(key, cn, self.key, self.name, **kw)
         return {"cert": write_cert(self.folder / f"{cn}.pem", cert),
                 "key": write_key(self.folder / f"{cn}.key", key)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout: float = 15) -> None:

@@ -17,6 +17,7 @@ from typing import Dict
 
 import pytest
 from helpers import LINUX_VERSIONS, Installation, _missing, build, lay_out, testbed_dir
+from runhelpers import without
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +104,33 @@ def login_account(tmp_path):
     os.chown(home, entry.pw_uid, entry.pw_gid)
     yield entry
     subprocess.run(["userdel", name], check=False)
+
+
+@pytest.fixture(scope="module")
+def cert_and_key(tmp_path_factory):
+    """A self-signed RSA certificate for 127.0.0.1, made by the system openssl."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the system openssl is needed to make a certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
+                    "-days", "2", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, env=without(dict(os.environ)), timeout=30)
+    return cert, key
+
+
+@pytest.fixture
+def redis(tmp_path) -> Path:
+    """Debian's redis-server under a name of this test's own (a symlink): process-names then
+    matches this test's server and no other Redis on the machine."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _missing("Debian's redis-server (scripts/setup.sh installs it)")
+    link = tmp_path / f"rds{os.getpid() % 100000}"
+    link.symlink_to(binary)
+    return link
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ Needs root. Never boots systemd on the machine's own root: only in a host's copy
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -35,7 +36,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Set, Union
 
 ROOT = Path(__file__).resolve().parent.parent
 # nspawn puts its payload/ and supervisor/ cgroups inside the caller's: each host is started
@@ -367,15 +368,7 @@ class Host:
                 time.sleep(0.05)
 
     def _cgroup_pids(self) -> List[int]:
-        pids = set()
-        for cg in self.cgroups:
-            if cg.exists():
-                for procs in cg.rglob("cgroup.procs"):
-                    try:
-                        pids.update(int(p) for p in procs.read_text().split())
-                    except OSError:
-                        pass
-        return sorted(pids)
+        return sorted(_cgroup_pids(*(cg for cg in self.cgroups if cg.exists())))
 
     def _netns_pids(self) -> List[int]:
         try:
@@ -396,18 +389,13 @@ class Host:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 pass
-        for _ in range(50):
-            stragglers = set(self._cgroup_pids()) | set(self._netns_pids())
+        def stragglers() -> set:
+            pids = set(self._cgroup_pids()) | set(self._netns_pids())
             if self.process is not None and self.process.poll() is None:
-                stragglers.add(self.process.pid)
-            if not stragglers:
-                break
-            for pid in stragglers:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
+                pids.add(self.process.pid)
+            return pids
+
+        _kill_until_gone(stragglers)
         if self.process is not None:
             try:
                 self.process.wait(timeout=10)
@@ -415,16 +403,7 @@ class Host:
                 pass
         for cg in self.cgroups:
             if cg.exists():
-                for sub in sorted((p for p in cg.rglob("*") if p.is_dir()),
-                                  key=lambda p: len(p.parts), reverse=True):
-                    try:
-                        sub.rmdir()
-                    except OSError:
-                        pass
-                try:
-                    cg.rmdir()
-                except OSError:
-                    pass
+                _remove_cgroup(cg)
         if self.netns.exists():
             subprocess.run(["umount", str(self.netns)], capture_output=True)
         if not _mounts_under(self.dir):
@@ -592,6 +571,42 @@ def _stale(name: str) -> bool:
     return bool(m) and not os.path.exists(f"/proc/{m.group(1)}")
 
 
+def _cgroup_pids(*cgroups: Path) -> Set[int]:
+    """The processes in these cgroups and the cgroups below them."""
+    pids: Set[int] = set()
+    for cg in cgroups:
+        for procs in cg.rglob("cgroup.procs"):
+            try:
+                pids.update(int(p) for p in procs.read_text().split())
+            except OSError:
+                pass
+    return pids
+
+
+def _kill_until_gone(find: Callable[[], Set[int]]) -> None:
+    """SIGKILL what `find` returns until it returns nothing (5 s at the most)."""
+    for _ in range(50):
+        pids = find()
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+
+
+def _remove_cgroup(cg: Path) -> None:
+    """rmdir a cgroup and those below it, deepest first (what still holds a process stays)."""
+    for sub in sorted((p for p in cg.rglob("*") if p.is_dir()),
+                      key=lambda p: len(p.parts), reverse=True) + [cg]:
+        try:
+            sub.rmdir()
+        except OSError:
+            pass
+
+
 def sweep_stale() -> List[str]:
     """Remove what fleets of killed sessions (kill -9: no teardown ran) left: their hosts'
     processes, cgroups and namespaces. Returns what was removed."""
@@ -601,27 +616,8 @@ def sweep_stale() -> List[str]:
         for cg in sorted(root.glob("fleet*-h*")) if root.is_dir() else []:
             if not _stale(cg.name):
                 continue
-            for _ in range(50):
-                pids = set()
-                for procs in cg.rglob("cgroup.procs"):
-                    try:
-                        pids.update(int(p) for p in procs.read_text().split())
-                    except OSError:
-                        pass
-                if not pids:
-                    break
-                for pid in pids:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                time.sleep(0.1)
-            for sub in sorted((p for p in cg.rglob("*") if p.is_dir()),
-                              key=lambda p: len(p.parts), reverse=True) + [cg]:
-                try:
-                    sub.rmdir()
-                except OSError:
-                    pass
+            _kill_until_gone(functools.partial(_cgroup_pids, cg))
+            _remove_cgroup(cg)
             removed.append(str(cg))
     with open("/proc/self/mountinfo") as f:
         targets = [line.split()[4].replace("\\040", " ") for line in f]

@@ -15,11 +15,19 @@ import pytest
 import systemdstandin
 from sampleserver import LINUX_VERSIONS, Installation, lay_out, sourced, testbed_dir
 
-__all__ = ["ROOT", "LINUX_VERSIONS", "Installation", "lay_out", "testbed_dir", "missing",
-           "_missing", "build", "fipsboot", "sourced", "tree_snapshot", "providers_with_env",
-           "contents"]
+__all__ = ["ROOT", "WINE_PROFILE", "LINUX_VERSIONS", "Installation", "lay_out", "testbed_dir",
+           "missing", "_missing", "build", "fipsboot", "sourced", "tree_snapshot", "providers_with_env",
+           "contents", "mapped_files"]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The profile of conftest's `wine_install`: the Windows installation inside the Wine prefix.
+WINE_PROFILE = """[server]
+platform = "windows"
+launcher = ["wine"]
+install-dir = 'C:\\GCTI\\ORS 8.1.401.11'
+config-dir = 'C:\\GCTI\\ORS_FIPS_CFG'
+"""
 
 
 def missing(what: str):
@@ -70,3 +78,13 @@ def providers_with_env(openssl: Path, env: Dict[str, str]) -> str:
 def contents(snapshot: Dict[str, tuple]) -> Dict[str, tuple]:
     """A snapshot without mtimes: bytes and mode only (restored files are rewritten)."""
     return {k: v[:2] for k, v in snapshot.items()}
+
+
+def mapped_files(pid: int) -> set:
+    """Every file mapped into the process, read from /proc/<pid>/maps."""
+    found = set()
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[5].startswith("/"):
+            found.add(parts[5])
+    return found

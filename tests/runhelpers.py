@@ -1,21 +1,21 @@
 """What the `fipsboot run` tests share: start the wrapper with a server behind it, read back the
-environment the server got, find the verdict cache, corrupt the FIPS module.
+environment the server got, find the verdict cache, see whether the FIPS provider loads, start
+a real server and switch to another account (damage to the module: modulefaults.py).
 """
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import struct
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
-from helpers import fipsboot, providers_with_env
+from helpers import build, fipsboot, lay_out, providers_with_env
 
 from fipsboot import providers
 from fipsboot.journal import Journal
@@ -79,36 +79,7 @@ def without(env: Dict[str, str], keys=VARIABLES) -> Dict[str, str]:
     return {k: v for k, v in env.items() if k not in keys}
 
 
-# --- module corruption ------------------------------------------------------------------
-
-def rodata_middle(path: Path) -> int:
-    """File offset of the middle of the ELF64 module's .rodata section."""
-    data = path.read_bytes()
-    assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1, "not a little-endian ELF64"
-    (shoff,) = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
-
-    def header(i):  # sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size
-        return struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize)
-
-    names = header(shstrndx)[4]
-    for i in range(shnum):
-        name, _, _, _, offset, size = header(i)
-        start = names + name
-        if data[start:data.index(b"\0", start)] == b".rodata" and size:
-            return offset + size // 2
-    raise AssertionError(f"{path}: no .rodata section")
-
-
-def corrupt_module(module: Path) -> None:
-    """Flip one byte in the middle of .rodata, in place (same file, same mode)."""
-    offset = rodata_middle(module)
-    with open(module, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0xFF]))
-
+# --- the module ---------------------------------------------------------------------
 
 def fips_loads(inst) -> bool:
     """Does the installation's openssl, given the installed config, get an active fips?"""
@@ -121,38 +92,61 @@ def fips_loads(inst) -> bool:
 
 # --- a real server, another account --------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def s_server(inst, cert: Path, key: Path, port: int) -> List[str]:
     return [str(inst.openssl), "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(cert),
             "-key", str(key), "-www"]
 
 
 @contextmanager
-def serving(argv: List[str], env: Dict[str, str], logs: Path) -> Iterator[subprocess.Popen]:
-    """Start a server (with Popen), wait until s_server says ACCEPT, kill it at the end."""
+def started(argv: List[str], env: Dict[str, str], logs: Path, ready: Callable[[Path], bool],
+            name: str = "server") -> Iterator[subprocess.Popen]:
+    """Start a server (with Popen, its output in `logs`), wait until `ready(its stdout file)`,
+    kill it at the end."""
     logs.mkdir(parents=True, exist_ok=True)
     out, err = logs / "stdout", logs / "stderr"
     with open(out, "wb") as o, open(err, "wb") as e:
         proc = subprocess.Popen(argv, stdout=o, stderr=e, stdin=subprocess.DEVNULL, env=env)
     try:
         deadline = time.monotonic() + TIMEOUT
-        while b"ACCEPT" not in out.read_bytes():
+        while not ready(out):
             if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode} before accepting:\n"
+                pytest.fail(f"{name} exited with {proc.returncode} before it was ready:\n"
                             f"{out.read_text()}\n{err.read_text()}")
             if time.monotonic() > deadline:
-                pytest.fail(f"server not accepting after {TIMEOUT} s:\n{err.read_text()}")
+                pytest.fail(f"{name} not ready after {TIMEOUT} s:\n{out.read_text()}\n"
+                            f"{err.read_text()}")
             time.sleep(0.02)
         yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(TIMEOUT)
+
+
+def serving(argv: List[str], env: Dict[str, str], logs: Path):
+    """Start a server (with Popen), wait until s_server says ACCEPT, kill it at the end."""
+    return started(argv, env, logs, lambda stdout: b"ACCEPT" in stdout.read_bytes())
+
+
+@contextmanager
+def installed_where_others_can_read(testbed, prefix: str) -> Iterator[Tuple[Path, object, Path,
+                                                                           Dict[str, str]]]:
+    """An installed 3.0 server and its state folder (work/state) in a new folder every account
+    can enter, for what runs as another account (pytest's own tmp folders are root-only);
+    removed afterwards. Yields (that folder, the installation, its profile, this process's
+    environment naming the state folder)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        work.chmod(0o755)
+        root = work / "server root"
+        root.mkdir()
+        inst = lay_out(build(testbed, "linux-3.0"), root, "3.0")
+        env = caller_env(FIPSBOOT_STATE_DIR=str(work / "state"))
+        profile = inst.write_profile()
+        fipsboot("install", "--profile", str(profile), env=env, check=0)
+        yield work, inst, profile, env
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def account_switch(uid: int, gid: int):

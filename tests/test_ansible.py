@@ -31,6 +31,23 @@ LOCAL_HOSTS = ["local1", "local2"]  # local1 is the canary: first in the group
 SSH_HOSTS = 2  # of the test hosts (tests/fleet.py), after the local ones
 
 
+def role_vars(host, wheels: List[str], targets: List[str]) -> dict:
+    """The fips role's variables for a host (LocalHost or SshHost): fipsboot's venv and wheels,
+    the profile, the state folder, the server's folders and the account's targets."""
+    inst = host.inst
+    return {
+        "fipsboot_venv": str(host.venv),
+        "fipsboot_wheels": wheels,
+        "fipsboot_profile_path": str(host.profile),
+        "fipsboot_environment": {"FIPSBOOT_STATE_DIR": str(host.state)},
+        "fipsboot_server": {"install-dir": str(inst.install_dir),
+                            "config-dir": str(inst.config_dir),
+                            "security-pack-dir": str(inst.security_pack)},
+        "fipsboot_account": {"targets": targets},
+        "fipsboot_executable": str(host.venv / "bin" / "fipsboot"),
+    }
+
+
 class LocalHost:
     def __init__(self, name: str, root: Path, testbed):
         self.name = name
@@ -44,7 +61,6 @@ class LocalHost:
 
     def vars(self, wheels: List[str]) -> dict:
         inst = self.inst
-        fipsboot = str(self.venv / "bin" / "fipsboot")
         # "The server": started with its env file (as systemd's EnvironmentFile= would), it
         # logs the OPENSSL_CONF it got.
         server = (f'set -a; . "{inst.envfile}"; '
@@ -52,15 +68,7 @@ class LocalHost:
         return {
             "ansible_connection": "local",
             "ansible_python_interpreter": sys.executable,
-            "fipsboot_venv": str(self.venv),
-            "fipsboot_wheels": wheels,
-            "fipsboot_profile_path": str(self.profile),
-            "fipsboot_environment": {"FIPSBOOT_STATE_DIR": str(self.state)},
-            "fipsboot_server": {"install-dir": str(inst.install_dir),
-                                "config-dir": str(inst.config_dir),
-                                "security-pack-dir": str(inst.security_pack)},
-            "fipsboot_account": {"targets": [f"envfile:{inst.envfile}"]},
-            "fipsboot_executable": fipsboot,
+            **role_vars(self, wheels, [f"envfile:{inst.envfile}"]),
             "fipsboot_restart_command": ["sh", "-c", server],
         }
 
@@ -134,15 +142,7 @@ class SshHost:
             # short-lived control masters (ssh_args without ControlPersist: Ansible adds none)
             "ansible_ssh_common_args": f"-F {self.host.fleet.ssh_config}",
             "ansible_ssh_args": "-o LogLevel=ERROR",
-            "fipsboot_venv": str(self.venv),
-            "fipsboot_wheels": wheels,
-            "fipsboot_profile_path": str(self.profile),
-            "fipsboot_environment": {"FIPSBOOT_STATE_DIR": str(self.state)},
-            "fipsboot_server": {"install-dir": str(inst.install_dir),
-                                "config-dir": str(inst.config_dir),
-                                "security-pack-dir": str(inst.security_pack)},
-            "fipsboot_account": {"targets": [f"systemd:{self.UNIT}", f"envfile:{inst.envfile}"]},
-            "fipsboot_executable": str(self.venv / "bin" / "fipsboot"),
+            **role_vars(self, wheels, [f"systemd:{self.UNIT}", f"envfile:{inst.envfile}"]),
             "fipsboot_service": self.UNIT,
         }
 

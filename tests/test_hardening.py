@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import fipsboot
+from helpers import WINE_PROFILE, fipsboot
 from systemdstandin import RUNTIME_VAR
+from verifyhelpers import DEFAULT_BESIDE, failing, fast_result, targets_check, verify_result
 
 
 def _journal(state_dir: Path) -> Path:
@@ -173,16 +174,6 @@ def test_a_planted_mode_is_refused(installation30, state_dir):
 
 # --- 4, 5, 6 and issue 17 item 1: everything OpenSSL reads ------------------------------
 
-DEFAULT_BESIDE = """
-[provider_sect]
-default = default_sect
-[default_sect]
-activate = 1
-[algorithm_sect]
-default_properties = -fips
-"""
-
-
 def test_run_cache_covers_every_included_file(installation30):
     inst = installation30
     profile = inst.write_profile()
@@ -213,10 +204,9 @@ def test_a_module_key_loading_another_fips_so_fails_verify_and_run(installation3
     shutil.copy2(inst.module, elsewhere / "fips.so")
     cnf = inst.config_dir / "openssl.cnf"
     cnf.write_text(cnf.read_text() + f"\n[fips_sect]\nmodule = {elsewhere / 'fips.so'}\n")
-    r = fipsboot("verify", "--profile", str(profile), "--json")
-    assert r.returncode == 1
-    bad = {c["name"]: c for c in json.loads(r.stdout)["checks"] if not c["ok"]}
-    assert "module" in bad["openssl.cnf"]["reason"]
+    result = verify_result(profile)
+    assert result["_exit"] == 1
+    assert "module" in failing(result)["openssl.cnf"]["reason"]
     r = fipsboot("run", "--profile", str(profile), "--", "true")
     assert r.returncode == 78 and "module" in r.stderr
 
@@ -233,10 +223,9 @@ def test_only_fips_and_base_in_the_section_openssl_conf_names(installation30):
              "[other_prov]\nfips = fips_sect\nbase = base_sect\nlegacy = legacy_sect\n"
              "[legacy_sect]\nactivate = 1\n")
     cnf.write_text(text)
-    r = fipsboot("verify", "--profile", str(profile), "--fast", "--json")
-    assert r.returncode == 1
-    bad = {c["name"]: c for c in json.loads(r.stdout)["checks"] if not c["ok"]}
-    assert "legacy" in bad["openssl.cnf"]["reason"]
+    result = fast_result(profile)
+    assert result["_exit"] == 1
+    assert "legacy" in failing(result)["openssl.cnf"]["reason"]
 
 
 # --- 9. a rerun finishes only the interrupted rollback -----------------------------------
@@ -378,9 +367,8 @@ def test_code_owned_by_another_account_is_refused(installation30, login_account,
     os.chown(path, 0, 0)
     fipsboot("install", "--profile", str(profile), check=0)
     os.chown(path, login_account.pw_uid, login_account.pw_gid)
-    r = fipsboot("verify", "--profile", str(profile), "--fast", "--json")
-    bad = {c["name"]: c for c in json.loads(r.stdout)["checks"] if not c["ok"]}
-    assert r.returncode == 1 and "belongs to" in bad["permissions"]["reason"]
+    result = fast_result(profile)
+    assert result["_exit"] == 1 and "belongs to" in failing(result)["permissions"]["reason"]
 
 
 def test_a_folder_on_the_way_writable_by_others_is_refused(installation30, state_dir):
@@ -417,28 +405,23 @@ def test_a_failed_purge_is_undone_completely_on_a_read_only_config_folder(instal
 
 # --- 7, 8. targets judged by what the service or shell ends up with; `export` kept ---------
 
-def _targets_check(profile):
-    r = fipsboot("verify", "--profile", str(profile), "--fast", "--json")
-    return r.returncode, next(c for c in json.loads(r.stdout)["checks"] if c["name"] == "targets")
-
-
 def test_an_override_drop_in_read_after_fipsboots_is_judged(installation30):
     """`systemctl edit` writes override.conf, read after 50-fipsboot.conf."""
     inst = installation30
     profile = inst.write_profile(targets=["systemd:gctilca"])
     fipsboot("install", "--profile", str(profile), check=0)
-    assert _targets_check(profile)[0] == 0
+    assert targets_check(profile)[0] == 0
     override = inst.dropin.parent / "override.conf"
     override.write_text("[Service]\nEnvironment=LD_LIBRARY_PATH=/usr/lib\n")
-    code, check = _targets_check(profile)
+    code, check = targets_check(profile)
     assert code == 1 and "LD_LIBRARY_PATH" in check["reason"]
     override.write_text("[Service]\nUnsetEnvironment=OPENSSL_CONF\n")
-    code, check = _targets_check(profile)
+    code, check = targets_check(profile)
     assert code == 1 and "OPENSSL_CONF" in check["reason"]
     override.unlink()
     early = inst.dropin.parent / "10-early.conf"  # read before fipsboot's: overridden by it
     early.write_text("[Service]\nEnvironment=OPENSSL_CONF=/elsewhere.cnf\n")
-    assert _targets_check(profile)[0] == 0
+    assert targets_check(profile)[0] == 0
 
 
 def test_a_later_unset_in_the_env_file_is_judged_and_install_takes_it_out(installation30):
@@ -447,14 +430,14 @@ def test_a_later_unset_in_the_env_file_is_judged_and_install_takes_it_out(instal
     fipsboot("install", "--profile", str(profile), check=0)
     with inst.envfile.open("a") as f:
         f.write("unset OPENSSL_CONF TZ\n")
-    code, check = _targets_check(profile)
+    code, check = targets_check(profile)
     assert code == 1 and "OPENSSL_CONF" in check["reason"]
     fipsboot("install", "--profile", str(profile), check=0)
     assert "unset TZ\n" in inst.envfile.read_text()
-    assert _targets_check(profile)[0] == 0
+    assert targets_check(profile)[0] == 0
     with inst.envfile.open("a") as f:
         f.write('eval "OPENSSL_CONF=/x"\n')
-    code, check = _targets_check(profile)
+    code, check = targets_check(profile)
     assert code == 1 and "can't judge" in check["reason"]
 
 
@@ -478,7 +461,7 @@ def test_windows_openssl_cnf_loading_another_fips_dll_fails_verify_and_run(wine_
                                                                             state_dir):
     """A second [fips_sect] with `module = C:/other/fips.dll` (a copy: its module-mac matches)."""
     profile = tmp_path / "windows.toml"
-    profile.write_text(WINDOWS_PROFILE)
+    profile.write_text(WINE_PROFILE)
     fipsboot("install", "--profile", str(profile), check=0)
     fipsboot("run", "--profile", str(profile), "--", "true", timeout=300, check=0)  # cached
     other = Path(wine_install["gcti"]).parent / "other"
@@ -487,9 +470,8 @@ def test_windows_openssl_cnf_loading_another_fips_dll_fails_verify_and_run(wine_
         shutil.copy2(Path(wine_install["gcti"]) / "ORS 8.1.401.11" / "fips" / "fips.dll", other)
         cnf = Path(wine_install["gcti"]) / "ORS_FIPS_CFG" / "openssl.cnf"
         cnf.write_text(cnf.read_text() + "\n[fips_sect]\nmodule = C:/other/fips.dll\n")
-        r = fipsboot("verify", "--profile", str(profile), "--fast", "--json")
-        bad = {c["name"]: c for c in json.loads(r.stdout)["checks"] if not c["ok"]}
-        assert r.returncode == 1 and "module" in bad["openssl.cnf"]["reason"]
+        result = fast_result(profile)
+        assert result["_exit"] == 1 and "module" in failing(result)["openssl.cnf"]["reason"]
         r = fipsboot("run", "--profile", str(profile), "--", "true", timeout=300)
         assert r.returncode == 78 and "module" in r.stderr
     finally:
@@ -501,18 +483,10 @@ def test_windows_backtick_in_the_config_folder_is_escaped(wine_install, tmp_path
     cfg = Path(wine_install["gcti"]) / "CFG `x`"
     cfg.mkdir()
     profile = tmp_path / "windows.toml"
-    profile.write_text(WINDOWS_PROFILE.replace("ORS_FIPS_CFG", "CFG `x`"))
+    profile.write_text(WINE_PROFILE.replace("ORS_FIPS_CFG", "CFG `x`"))
     fipsboot("install", "--profile", str(profile), check=0)
     assert ".include C:/GCTI/CFG \\`x\\`/fipsmodule.cnf" in (cfg / "openssl.cnf").read_text()
     fipsboot("verify", "--profile", str(profile), check=0)
-
-
-WINDOWS_PROFILE = """[server]
-platform = "windows"
-launcher = ["wine"]
-install-dir = 'C:\\GCTI\\ORS 8.1.401.11'
-config-dir = 'C:\\GCTI\\ORS_FIPS_CFG'
-"""
 
 
 def test_rollback_killed_during_a_slow_daemon_reload_then_rerun_undoes_one_checkpoint(

@@ -1,7 +1,6 @@
 """The adversarial review of the hardening (issues/review-hardening.md), findings 1 to 5, 11
 and 13: each test replays the review's attack on the real test bed (a real second account
 where one is involved) and fails on the tree the review was made on."""
-# ruff: noqa: F811  (login_account: a fixture imported from test_robustness)
 from __future__ import annotations
 
 import json
@@ -12,32 +11,13 @@ from pathlib import Path
 
 import pytest
 from helpers import fipsboot
-
-DEFAULT_BESIDE = """
-[provider_sect]
-default = default_sect
-[default_sect]
-activate = 1
-[algorithm_sect]
-default_properties = -fips
-"""
+from verifyhelpers import DEFAULT_BESIDE, failing, fast_result
 
 
 def _installed(inst, targets=None) -> Path:
     profile = inst.write_profile(targets=targets)
     fipsboot("install", "--profile", str(profile), check=0)
     return profile
-
-
-def _fast(profile) -> dict:
-    r = fipsboot("verify", "--profile", str(profile), "--fast", "--json")
-    out = json.loads(r.stdout)
-    out["_exit"] = r.returncode
-    return out
-
-
-def _failed(result: dict) -> dict:
-    return {c["name"]: c for c in result["checks"] if not c["ok"]}
 
 
 def _append(path: Path, text: str) -> None:
@@ -69,7 +49,7 @@ def test_a_prefix_module_name_loading_another_fips_so_fails_verify_and_run(insta
     _append(inst.config_dir / "openssl.cnf",
             "[openssl_init]\nprov = evil_provs\n[evil_provs]\nfips = evil_fips\n"
             + _evil_fips_section(inst, tmp_path))
-    bad = _failed(_fast(profile))
+    bad = failing(fast_result(profile))
     assert "`prov`" in bad["openssl.cnf"]["reason"] and "x.module" in bad["openssl.cnf"]["reason"]
     r = fipsboot("run", "--profile", str(profile), "--", "true")
     assert r.returncode == 78 and "openssl.cnf" in r.stderr, r.stderr
@@ -85,8 +65,8 @@ def test_every_alias_spelling_fails_openssl_cnf(installation30, text, named):
     inst = installation30
     profile = _installed(inst)
     _append(inst.config_dir / "openssl.cnf", text)
-    result = _fast(profile)
-    assert result["_exit"] == 1 and named in _failed(result)["openssl.cnf"]["reason"]
+    result = fast_result(profile)
+    assert result["_exit"] == 1 and named in failing(result)["openssl.cnf"]["reason"]
 
 
 # --- 2. hidden includes: any spelling OpenSSL accepts, folders, pragmas ----------------------
@@ -113,7 +93,7 @@ def test_a_hidden_include_fails_verify_and_never_serves_a_cached_verdict(install
     (folder / "B.CNF").write_text(DEFAULT_BESIDE)
     r = fipsboot("run", "--profile", str(profile), "--", "true")
     assert r.returncode == 78, r.stderr
-    bad = _failed(_fast(profile))
+    bad = failing(fast_result(profile))
     assert "include" in bad["openssl.cnf"]["reason"]
 
 
@@ -122,7 +102,7 @@ def test_a_pragma_fails_openssl_cnf(installation30):
     profile = _installed(inst)
     cnf = inst.config_dir / "openssl.cnf"
     cnf.write_text(".pragma=dollarid:on\n" + cnf.read_text())
-    assert "pragma" in _failed(_fast(profile))["openssl.cnf"]["reason"]
+    assert "pragma" in failing(fast_result(profile))["openssl.cnf"]["reason"]
 
 
 # --- 3. a drifted target another account can write never reaches a process root starts ------
@@ -161,7 +141,7 @@ def test_an_openssl_another_account_replaced_never_runs(installation30, login_ac
     inst.openssl.write_text(f"#!/bin/sh\nid -u > '{marker}'\nexit 1\n")  # as the owner can
     _give(inst.openssl, login_account)
     r = fipsboot("verify", "--profile", str(profile), "--json")
-    bad = _failed(json.loads(r.stdout))
+    bad = failing(json.loads(r.stdout))
     assert r.returncode == 1 and "belongs to" in bad["permissions"]["reason"]
     assert bad["providers"]["reason"].startswith("not run")
     r = fipsboot("run", "--profile", str(profile), "--", "true")
@@ -181,7 +161,7 @@ def test_config_files_owned_by_another_account_fail_verify_and_install(installat
     path = inst.config_dir / name
     before = path.read_bytes()
     _give(path, login_account)
-    bad = _failed(_fast(profile))
+    bad = failing(fast_result(profile))
     assert f"belongs to {login_account.pw_name}" in bad["permissions"]["reason"]
     r = fipsboot("install", "--profile", str(profile))
     assert r.returncode == 1 and f"belongs to {login_account.pw_name}" in r.stderr, r.stderr
@@ -194,7 +174,7 @@ def test_a_folder_above_owned_by_another_account_is_refused(installation30, logi
     inst = installation30
     profile = _installed(inst)
     _give(inst.root / "GCTI", login_account)
-    bad = _failed(_fast(profile))
+    bad = failing(fast_result(profile))
     assert "folder on the way" in bad["permissions"]["reason"]
     assert "belongs to" in bad["permissions"]["reason"]
 
@@ -223,5 +203,5 @@ def test_another_app_name_in_default_fails_openssl_cnf(installation30):
     cnf.write_text("ors = other_init\n" + cnf.read_text()
                    + "\n[other_init]\nalg_section = other_alg\n[other_alg]\n"
                    "default_properties = -fips\n")
-    result = _fast(profile)
-    assert result["_exit"] == 1 and "`ors`" in _failed(result)["openssl.cnf"]["reason"]
+    result = fast_result(profile)
+    assert result["_exit"] == 1 and "`ors`" in failing(result)["openssl.cnf"]["reason"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict
 
 import pytest
-from helpers import build
+from helpers import build, mapped_files
 
 VENV = "/opt/fipsboot"
 FIPSBOOT = f"{VENV}/bin/fipsboot"
@@ -138,15 +138,6 @@ def env_file(host, path: str) -> Dict[str, str]:
     return dict(e.split("=", 1) for e in data.decode().split("\0") if "=" in e)
 
 
-def mapped(pid: int):
-    out = set()
-    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
-        parts = line.split(None, 5)
-        if len(parts) == 6 and parts[5].startswith("/"):
-            out.add(parts[5])
-    return out
-
-
 def listening_ports(table: str) -> set:
     """TCP ports in LISTEN state (0A) in a /proc/.../net/tcp table (its network namespace)."""
     rows = [line.split() for line in Path(table).read_text().splitlines()[1:]]
@@ -178,7 +169,7 @@ def fips_state(host) -> dict:
     """What can be seen of a running FIPS server from outside."""
     pid = server_pid(host)
     return {"environ": {k: environ_of(pid).get(k) for k in VARIABLES},
-            "fips_mapped": f"{INSTALL_DIR}/fips/fips.so" in mapped(pid)}
+            "fips_mapped": f"{INSTALL_DIR}/fips/fips.so" in mapped_files(pid)}
 
 
 # --- the life cycle on h1 ----------------------------------------------------------------
@@ -203,8 +194,8 @@ def test_install_under_real_systemd_gives_the_server_its_fips_environment(instal
     env = environ_of(pid)
     assert {k: env.get(k) for k in VARIABLES} == FIPS_ENV
     assert env["GCTI_HOME"] == "/opt/genesys"  # the env file's other lines reach it too
-    assert f"{INSTALL_DIR}/fips/fips.so" in mapped(pid)
-    assert f"{INSTALL_DIR}/lib64/libcrypto.so.3" in mapped(pid)
+    assert f"{INSTALL_DIR}/fips/fips.so" in mapped_files(pid)
+    assert f"{INSTALL_DIR}/lib64/libcrypto.so.3" in mapped_files(pid)
     assert "TLSv1.3" in handshake(host)
     # It listens inside the host's namespace only: nothing on this machine's own loopback.
     assert PORT not in listening_ports("/proc/self/net/tcp")
@@ -230,7 +221,7 @@ def test_status_on_the_host_agrees_with_what_is_seen_from_outside(installed):
     if host.run([FIPSBOOT, "status", "--help"], check=False).returncode != 0:
         pytest.skip("`fipsboot status` (issue 12) is not on this branch yet")
     host_pid = int(show(host, "gctilca", "MainPID")["MainPID"])
-    assert f"{INSTALL_DIR}/fips/fips.so" in mapped(server_pid(host))  # seen from outside
+    assert f"{INSTALL_DIR}/fips/fips.so" in mapped_files(server_pid(host))  # seen from outside
     r = host.run([FIPSBOOT, "status", "--profile", PROFILE, "--json"], check=False)
     report = json.loads(r.stdout)
     assert report["mode"] == "fips" and r.returncode == report["exit_code"] == 0, r.stdout
@@ -253,7 +244,7 @@ def test_reset_for_real_then_rollback_byte_for_byte(installed):
         env = environ_of(pid)
         assert "OPENSSL_CONF" not in env and "OPENSSL_MODULES" not in env
         assert env["LD_LIBRARY_PATH"].split(":")[0] == SECURITY_PACK
-        assert not any(Path(p).name == "fips.so" for p in mapped(pid))
+        assert not any(Path(p).name == "fips.so" for p in mapped_files(pid))
         handshake(host)
         host.run("systemctl start gctilca-probe gctilca-control")
         probe = env_file(host, "/run/gctilca-probe.env")

@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-from runhelpers import corrupt_module, installed, marker_server, run_wrapped
+from modulefaults import flip_rodata_byte
+from runhelpers import installed, marker_server, run_wrapped
 
 from fipsboot import output
 from fipsboot.errors import EXIT_REFUSED, EXIT_USAGE, FipsbootError, FollowUpError
@@ -162,7 +163,7 @@ def test_run_json_answers_every_refusal_and_error_in_json(installation30, tmp_pa
     answers_in_json(run_wrapped(profile, "", options=("--json",)), EXIT_USAGE)
     # a failed check (78), the fix apart
     module = inst.module.read_bytes()
-    corrupt_module(inst.module)
+    flip_rodata_byte(inst.module)
     answer = answers_in_json(run_wrapped(profile, *server, options=("--json",)), EXIT_REFUSED)
     assert "module-mac" in answer["error"] and "fipsboot install" in answer["fix"]
     inst.module.write_bytes(module)

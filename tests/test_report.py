@@ -19,7 +19,7 @@ from typing import Dict, List, Tuple
 
 import pytest
 from helpers import ROOT, Installation, _missing, fipsboot
-from test_verify import flip_rodata_byte
+from modulefaults import flip_rodata_byte
 
 from fipsboot import reporthtml
 

@@ -2,7 +2,6 @@
 each test replays the reviewer's attack or misreading on the real test bed (a real second
 account where one is involved) and checks what a person would: where root wrote, what
 verify's `targets` check says."""
-# ruff: noqa: F811  (login_account: a fixture imported from test_robustness)
 from __future__ import annotations
 
 import json
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import fipsboot, sourced
+from verifyhelpers import targets_check
 
 
 def _as(account, path: Path) -> None:
@@ -113,12 +113,6 @@ def test_two_spellings_of_install_dir_share_one_journal_and_an_old_key_is_found(
 
 # --- 7. targets judged as sh and systemd really read them -------------------------------------
 
-def _targets_check(profile):
-    r = fipsboot("verify", "--profile", str(profile), "--fast", "--json")
-    check = next(c for c in json.loads(r.stdout)["checks"] if c["name"] == "targets")
-    return r.returncode, check
-
-
 def _evil(tmp_path) -> Path:
     evil = tmp_path / "evil.cnf"
     evil.write_text("# another account's config\n")
@@ -140,13 +134,13 @@ def test_an_env_file_line_that_is_not_a_plain_assignment_fails_targets(installat
     more.write_text(f"OPENSSL_CONF={evil}\n")
     profile = inst.write_profile(targets=[f"envfile:{inst.envfile}"])
     fipsboot("install", "--profile", str(profile), check=0)
-    assert _targets_check(profile)[0] == 0
+    assert targets_check(profile)[0] == 0
     cnf = inst.config_dir / "openssl.cnf"
     with inst.envfile.open("a") as f:
         f.write(line.format(evil=evil, more=more, cnf=cnf) + "\n")
     if "{cnf}" not in line:  # what sh really does with the file
         assert sourced(inst.envfile)["OPENSSL_CONF"] == str(evil)
-    code, check = _targets_check(profile)
+    code, check = targets_check(profile)
     assert code == 1 and "can't judge" in check["reason"], check
     assert "line 4" in check["reason"] and "plain" in check["reason"]
 
@@ -156,14 +150,14 @@ def test_the_whole_profile_file_is_judged_not_only_fipsboots_block(installation3
     profile = inst.write_profile(targets=[f"profile-file:{inst.shell_profile}"])
     inst.shell_profile.write_text("# mine\nexport EDITOR=vi\n")
     fipsboot("install", "--profile", str(profile), check=0)
-    assert _targets_check(profile)[0] == 0
+    assert targets_check(profile)[0] == 0
     installed = inst.shell_profile.read_text()
     inst.shell_profile.write_text(installed + "unset OPENSSL_CONF\n")
     assert "OPENSSL_CONF" not in sourced(inst.shell_profile)
-    code, check = _targets_check(profile)
+    code, check = targets_check(profile)
     assert code == 1 and "OPENSSL_CONF is None" in check["reason"], check
     inst.shell_profile.write_text(installed + f". {tmp_path / 'more.sh'}\n")
-    code, check = _targets_check(profile)
+    code, check = targets_check(profile)
     assert code == 1 and "can't judge" in check["reason"], check
 
 
@@ -189,13 +183,13 @@ def test_a_distributions_login_profile_passes_and_what_could_stop_the_block_fail
     profile = inst.write_profile(targets=[f"profile-file:{inst.shell_profile}"])
     inst.shell_profile.write_text(DEBIAN_PROFILE)
     fipsboot("install", "--profile", str(profile), check=0)
-    assert _targets_check(profile)[0] == 0
+    assert targets_check(profile)[0] == 0
     installed = inst.shell_profile.read_text()
     inst.shell_profile.write_text("readonly OPENSSL_CONF\n" + installed)
-    code, check = _targets_check(profile)
+    code, check = targets_check(profile)
     assert code == 1 and "readonly" in check["reason"], check
     inst.shell_profile.write_text(installed + 'if true; then unset OPENSSL_CONF; fi\n')
-    code, check = _targets_check(profile)
+    code, check = targets_check(profile)
     assert code == 1 and "can't judge" in check["reason"], check
 
 
@@ -207,7 +201,7 @@ def test_drop_in_continuation_lines_are_joined_as_systemd_does(installation30, t
     override = inst.dropin.parent / "override.conf"
     override.write_text("[Service]\nEnvironment=TZ=UTC \\\n# a comment inside is skipped\n"
                         f"  OPENSSL_CONF={_evil(tmp_path)}\n")
-    code, check = _targets_check(profile)
+    code, check = targets_check(profile)
     assert code == 1 and "evil.cnf" in check["reason"], check
 
 
@@ -220,21 +214,27 @@ def test_systemd_ignores_export_lines_of_an_environment_file(installation30):
     both = inst.write_profile(targets=["systemd:gctilca", f"envfile:{inst.envfile}"])
     fipsboot("install", "--profile", str(both), check=0)
     assert inst.envfile.read_text().startswith("export OPENSSL_CONF=")
-    assert _targets_check(both)[0] == 0
+    assert targets_check(both)[0] == 0
     (inst.systemd_dir / "gctilca.service").write_text(
         f"[Service]\nExecStart=/bin/true\nEnvironmentFile={inst.envfile}\n")
-    code, check = _targets_check(both)
+    code, check = targets_check(both)
     assert code == 1 and "systemd ignores `export OPENSSL_CONF=...`" in check["reason"], check
     inst.envfile.write_text(inst.envfile.read_text().replace("export ", ""))
-    assert _targets_check(both)[0] == 0
+    assert targets_check(both)[0] == 0
 
 
 # --- 8. every drop-in systemd reads for the unit ------------------------------------------------
 
-def _system_root(inst):
+def _installed_under_a_system_root(inst):
+    """A root folder laid out as a host's (fipsboot's unit folder: its etc/systemd/system) and
+    the profile of systemd:gctilca installed there: (that root, the profile)."""
     root = inst.root / "host"
     (root / "etc/systemd/system").mkdir(parents=True)
-    return root
+    profile = inst.write_profile(targets=["systemd:gctilca"])
+    profile.write_text(profile.read_text().replace(
+        json.dumps(str(inst.systemd_dir)), json.dumps(str(root / "etc/systemd/system"))))
+    fipsboot("install", "--profile", str(profile), check=0)
+    return root, profile
 
 
 def test_a_template_units_drop_ins_and_file_are_judged(installation30, tmp_path):
@@ -242,20 +242,20 @@ def test_a_template_units_drop_ins_and_file_are_judged(installation30, tmp_path)
     profile = inst.write_profile(targets=["systemd:ors@1"])
     fipsboot("install", "--profile", str(profile), check=0)
     assert (inst.systemd_dir / "ors@1.service.d" / "50-fipsboot.conf").is_file()
-    assert _targets_check(profile)[0] == 0
+    assert targets_check(profile)[0] == 0
     evil = _evil(tmp_path)
     for folder in ("ors@.service.d", "service.d"):
         override = inst.systemd_dir / folder / "override.conf"
         override.parent.mkdir()
         override.write_text(f"[Service]\nEnvironment=OPENSSL_CONF={evil}\n")
-        code, check = _targets_check(profile)
+        code, check = targets_check(profile)
         assert code == 1 and str(evil) in check["reason"], (folder, check)
         override.unlink()
     # the template file itself, read first: its EnvironmentFile= overrides the drop-ins
     env = tmp_path / "ors.env"
     env.write_text(f"OPENSSL_CONF={evil}\n")
     (inst.systemd_dir / "ors@.service").write_text(f"[Service]\nEnvironmentFile={env}\n")
-    code, check = _targets_check(profile)
+    code, check = targets_check(profile)
     assert code == 1 and str(evil) in check["reason"], check
 
 
@@ -265,27 +265,23 @@ def test_a_template_units_drop_ins_and_file_are_judged(installation30, tmp_path)
 def test_drop_ins_in_every_folder_of_the_unit_search_path_are_judged(installation30, tmp_path,
                                                                       folder):
     inst = installation30
-    root = _system_root(inst)
-    profile = inst.write_profile(targets=["systemd:gctilca"])
-    profile.write_text(profile.read_text().replace(
-        json.dumps(str(inst.systemd_dir)), json.dumps(str(root / "etc/systemd/system"))))
-    fipsboot("install", "--profile", str(profile), check=0)
-    assert _targets_check(profile)[0] == 0
+    root, profile = _installed_under_a_system_root(inst)
+    assert targets_check(profile)[0] == 0
     evil = _evil(tmp_path)
     override = root / folder / "gctilca.service.d" / "override.conf"
     override.parent.mkdir(parents=True)
     override.write_text(f"[Service]\nEnvironment=OPENSSL_CONF={evil}\n")
-    code, check = _targets_check(profile)
+    code, check = targets_check(profile)
     if folder == "usr/lib/systemd/system":  # read before fipsboot's (same name order: o > 5)
         assert code == 1 and str(evil) in check["reason"], check
         override.rename(override.with_name("10-vendor.conf"))  # sorted before 50-fipsboot
-        assert _targets_check(profile)[0] == 0
+        assert targets_check(profile)[0] == 0
         return
     assert code == 1 and str(evil) in check["reason"], check
     override.unlink()
     # a 50-fipsboot.conf in a folder of higher priority masks fipsboot's own
     (override.parent / "50-fipsboot.conf").write_text("[Service]\n")
-    code, check = _targets_check(profile)
+    code, check = targets_check(profile)
     assert code == 1 and "OPENSSL_CONF is None" in check["reason"], check
 
 
@@ -294,11 +290,7 @@ def test_drop_ins_in_every_folder_of_the_unit_search_path_are_judged(installatio
 def test_a_linked_unit_file_and_a_drop_in_masked_by_dev_null(installation30, tmp_path,
                                                               login_account):
     inst = installation30
-    root = _system_root(inst)
-    profile = inst.write_profile(targets=["systemd:gctilca"])
-    profile.write_text(profile.read_text().replace(
-        json.dumps(str(inst.systemd_dir)), json.dumps(str(root / "etc/systemd/system"))))
-    fipsboot("install", "--profile", str(profile), check=0)
+    root, profile = _installed_under_a_system_root(inst)
     evil = _evil(tmp_path)
     # `systemctl link /opt/ors/gctilca.service` makes this link; its EnvironmentFile= counts
     vendor = tmp_path / "opt" / "gctilca.service"
@@ -307,24 +299,24 @@ def test_a_linked_unit_file_and_a_drop_in_masked_by_dev_null(installation30, tmp
     env.write_text(f"OPENSSL_CONF={evil}\n")
     vendor.write_text(f"[Service]\nExecStart=/bin/true\nEnvironmentFile={env}\n")
     (root / "etc/systemd/system/gctilca.service").symlink_to(vendor)
-    code, check = _targets_check(profile)
+    code, check = targets_check(profile)
     assert code == 1 and str(evil) in check["reason"], check
     assert "point the profile at the real file" not in check["reason"]
     env.write_text("TZ=UTC\n")
-    assert _targets_check(profile)[0] == 0
+    assert targets_check(profile)[0] == 0
     # a vendor drop-in that breaks FIPS, masked by a link to /dev/null of the same name
     vendor_dropin = root / "usr/lib/systemd/system/gctilca.service.d/override.conf"
     vendor_dropin.parent.mkdir(parents=True)
     vendor_dropin.write_text(f"[Service]\nEnvironment=OPENSSL_CONF={evil}\n")
-    assert _targets_check(profile)[0] == 1
+    assert targets_check(profile)[0] == 1
     mask = root / "etc/systemd/system/gctilca.service.d/override.conf"
     mask.symlink_to(os.devnull)
-    assert _targets_check(profile)[0] == 0
+    assert targets_check(profile)[0] == 0
     # a link another account made is not read through: reported, not trusted
     mask.unlink()
     mask.symlink_to(tmp_path / "opt" / "nothing.conf")
     os.lchown(mask, login_account.pw_uid, login_account.pw_gid)
-    code, check = _targets_check(profile)
+    code, check = targets_check(profile)
     assert code == 1 and "owned by uid" in check["reason"] and "can't be judged" in check["reason"]
 
 

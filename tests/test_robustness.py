@@ -193,12 +193,18 @@ def test_a_failed_daemon_reload_is_retried_by_the_next_run(installation30, tmp_p
     assert count() == 2  # nothing pending, nothing changed
 
 
-def test_a_failed_reload_after_rollback_is_not_lost(installation30, tmp_path):
-    inst = installation30
-    env, fail, count = stand_in_systemctl(tmp_path)
+def _installed_then_reset(inst, env) -> Path:
+    """Install, then reset, with a stand-in systemctl: a rollback then has a reset to undo."""
     profile = inst.write_profile()
     fipsboot("install", "--profile", str(profile), env=env, check=0)
     fipsboot("reset", "--profile", str(profile), env=env, check=0)
+    return profile
+
+
+def test_a_failed_reload_after_rollback_is_not_lost(installation30, tmp_path):
+    inst = installation30
+    env, fail, count = stand_in_systemctl(tmp_path)
+    profile = _installed_then_reset(inst, env)
     fail.write_text("")
     fipsboot("rollback", "--profile", str(profile), env=env, check=5)  # undoes the reset
     fail.unlink()
@@ -212,9 +218,7 @@ def test_a_failed_reload_after_rollback_is_not_lost(installation30, tmp_path):
 def test_a_killed_rollback_finished_later_reloads_systemd(installation30, tmp_path):
     inst = installation30
     env, fail, count = stand_in_systemctl(tmp_path)
-    profile = inst.write_profile()
-    fipsboot("install", "--profile", str(profile), env=env, check=0)
-    fipsboot("reset", "--profile", str(profile), env=env, check=0)
+    profile = _installed_then_reset(inst, env)
     before = count()
     r = fipsboot("rollback", "--profile", str(profile),
                  env={**env, "FIPSBOOT_TEST_KILL_AT": "2"})

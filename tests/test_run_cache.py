@@ -11,12 +11,10 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import List
 
 import pytest
-from helpers import build, fipsboot, lay_out
 from runhelpers import (
     TIMEOUT,
     account_switch,
@@ -24,6 +22,7 @@ from runhelpers import (
     caller_env,
     fips_loads,
     installed,
+    installed_where_others_can_read,
     marker_server,
     run_wrapped,
     wrapper_argv,
@@ -237,20 +236,9 @@ def test_service_account_that_cannot_write_the_state_folder(testbed):
     """The server's own account runs the wrapper; root ran `fipsboot install`. A verdict that
     can't be cached is no reason to refuse a verified server, and an unreadable journal is
     an error message, not a traceback."""
-    work = Path(tempfile.mkdtemp(prefix="fipsboot-run-"))
-    try:
-        work.chmod(0o755)  # pytest's own tmp folders are root-only
-        root = work / "server root"
-        root.mkdir()
-        inst = lay_out(build(testbed, "linux-3.0"), root, "3.0")
-        state = work / "state"
-        profile = inst.write_profile()
-        fipsboot("install", "--profile", str(profile), env={"FIPSBOOT_STATE_DIR": str(state)},
-                 check=0)
-        journal = next(state.glob("*/journal.json"))
+    with installed_where_others_can_read(testbed, "fipsboot-run-") as (work, _, profile, env):
+        journal = next((work / "state").glob("*/journal.json"))
         journal.chmod(0o644)  # the account may read the mode, not write the folder
-        env = caller_env(FIPSBOOT_STATE_DIR=str(state))
-
         as_nobody = account_switch(65534, 65534)
 
         def run_as_nobody():
@@ -263,8 +251,6 @@ def test_service_account_that_cannot_write_the_state_folder(testbed):
         r = run_as_nobody()
         assert r.returncode not in (0, 7)
         assert "Traceback" not in r.stderr and "journal" in r.stderr, r.stderr
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.mark.parametrize("content", ["garbage", "", "{}", '{"key": 5}', "[]", "null", '"x"'])

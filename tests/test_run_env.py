@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 from helpers import fipsboot, sourced
+from modulefaults import flip_rodata_byte
 from runhelpers import (
     VARIABLES,
     cache_file,
     caller_env,
-    corrupt_module,
     env_of_server,
     installed,
     run_wrapped,
@@ -68,7 +68,7 @@ def test_nonfips_mode_does_not_depend_on_the_module(installation30, tmp_path):
     inst = installation30
     profile = installed(inst)
     fipsboot("reset", "--profile", str(profile), check=0)
-    corrupt_module(inst.module)
+    flip_rodata_byte(inst.module)
     assert run_wrapped(profile, "sh", "-c", "exit 7").returncode == 7
 
 

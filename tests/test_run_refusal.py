@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from modulefaults import flip_rodata_byte
 from runhelpers import (
     cache_file,
-    corrupt_module,
     fips_loads,
     installed,
     marker_server,
@@ -34,7 +34,7 @@ def test_corrupted_module_is_refused_cold(installation, tmp_path):
     inst = installation
     profile = installed(inst)
     assert not cache_file(inst).exists()
-    corrupt_module(inst.module)
+    flip_rodata_byte(inst.module)
     assert not fips_loads(inst)  # the refusal is justified: OpenSSL would not load it
     marker = tmp_path / "started"
     r = run_wrapped(profile, *marker_server(marker))
@@ -54,7 +54,7 @@ def test_corrupted_module_is_refused_with_a_warm_cache(installation, tmp_path):
     assert run_wrapped(profile, *marker_server(marker)).returncode == 0  # and it is used
     marker.unlink()
 
-    corrupt_module(inst.module)
+    flip_rodata_byte(inst.module)
     r = run_wrapped(profile, *marker_server(marker))
     assert_refused_for_module_mac(r, marker)
     # Still refused on the next launch: a refusal never turns into a pass.

@@ -16,11 +16,11 @@ from typing import List, Optional
 
 import psutil
 import pytest
-from helpers import fipsboot
+from helpers import fipsboot, mapped_files
+from loopback import free_port
 from runhelpers import (
     TIMEOUT,
     caller_env,
-    free_port,
     installed,
     run_wrapped,
     s_server,
@@ -68,16 +68,6 @@ def tls_get(port: int, cert: Path, ciphers: Optional[str] = None,
                     break
                 page += chunk
     return version, cipher, page.decode("utf-8", "replace")
-
-
-def mapped_files(pid: int) -> set:
-    """Every file mapped into the process, read from /proc/<pid>/maps."""
-    found = set()
-    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
-        parts = line.split(None, 5)
-        if len(parts) == 6 and parts[5].startswith("/"):
-            found.add(parts[5])
-    return found
 
 
 def assert_is_the_server(pid: int, inst) -> psutil.Process:

@@ -14,31 +14,32 @@ import time
 from pathlib import Path
 
 import pytest
-import test_status
-from helpers import build, fipsboot, lay_out
+from loopback import free_port
 from runhelpers import (
     account_switch,
     caller_env,
-    free_port,
     installed,
     journal_folder,
     s_server,
     serving,
+    without,
     wrapper_argv,
 )
-from test_status import (
+from statushelpers import (
     TIMEOUT,
     by_pid,
+    installed_finding,
+    judged,
     launch_env,
+    redis_through_run,
+    root_server_an_account_looks_at,
+    served_with_modules_from_elsewhere,
     status,
     temporary_account,
-    without,
     write_record,
 )
 
 from fipsboot import runrecords
-
-cert_and_key = test_status.cert_and_key  # the module's fixture, shared
 
 needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                                 reason="needs root: other accounts, mount namespaces")
@@ -81,9 +82,7 @@ def test_a_mapped_provider_under_another_openssl_conf_is_not_proof(installation3
     assert not md5_works(inst, good)  # the installation's config: FIPS only
     assert md5_works(inst, mixed)     # this one: MD5 works, yet fips.so gets mapped
     with serving(s_server(inst, cert, key, free_port()), mixed, tmp_path / "s") as server:
-        code, out = status(profile)
-        assert code == 1, out
-        proc = by_pid(out)[server.pid]
+        out, proc = judged(profile, server.pid, 1)
         assert proc["fips_module"]["state"] == "installation"  # the map alone looks fine
         reason = " ".join(p["reason"] for p in proc["problems"])
         assert f"OPENSSL_CONF={tmp_path / 'mixed.cnf'}" in reason
@@ -101,40 +100,22 @@ def test_a_mapped_provider_from_another_modules_folder_is_not_proof(installation
     """The very same fips.so (a hard link: same device and inode) reached through another
     OPENSSL_MODULES folder: the maps can't tell; the environment can."""
     inst = installation30
-    cert, key = cert_and_key
-    profile = installed(inst)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    os.link(inst.module, elsewhere / "fips.so")
-    env = dict(launch_env(profile, without(caller_env())), OPENSSL_MODULES=str(elsewhere))
-    with serving(s_server(inst, cert, key, free_port()), env, tmp_path / "s") as server:
-        code, out = status(profile)
-        assert code == 1, out
-        proc = by_pid(out)[server.pid]
+    with served_with_modules_from_elsewhere(inst, cert_and_key, tmp_path,
+                                            os.link) as (profile, server, elsewhere):
+        out, proc = judged(profile, server.pid, 1)
         assert proc["fips_module"]["state"] == "installation"
         assert f"OPENSSL_MODULES={elsewhere}" in proc["problems"][0]["reason"]
 
 
 def test_a_server_that_blanks_its_environment_is_judged_by_its_run_record(installation30,
-                                                                          cert_and_key, tmp_path):
+                                                                          cert_and_key, redis,
+                                                                          tmp_path):
     """Redis overwrites its environment block for its process title; a process started through
     `fipsboot run` is then judged by the environment its record says it was given."""
-    from test_status import redis_argv, redis_serving
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("Debian's redis-server is needed")
     inst = installation30
-    cert, key = cert_and_key
-    link = tmp_path / f"rdb{os.getpid() % 100000}"
-    link.symlink_to(binary)
-    profile = inst.write_profile(f"process-names = [{json.dumps(link.name)}]")
-    fipsboot("install", "--profile", str(profile), check=0)
-    port = free_port()
-    argv = wrapper_argv(profile, *redis_argv(link, port, cert, key, tmp_path / "data"))
-    with redis_serving(argv, caller_env(), port, cert, tmp_path / "logs") as server:
-        code, out = status(profile)
-        assert code == 0, out
-        proc = by_pid(out)[server.pid]
+    profile = installed_finding(inst, redis.name)
+    with redis_through_run(profile, redis, cert_and_key, tmp_path) as server:
+        out, proc = judged(profile, server.pid, 0)
         assert proc["environment"].get("blank") is True
         assert proc["environment"]["from_record"]["OPENSSL_MODULES"] == str(inst.module.parent)
         # A record that says another configuration: not proof.
@@ -159,8 +140,7 @@ def test_another_accounts_look_alike_and_the_installations_tool_are_not_the_serv
     try:
         fake.parent.chmod(0o755)
         fake.symlink_to(shutil.which("sleep"))
-        profile = inst.write_profile(f"process-names = [{json.dumps(name)}]")
-        fipsboot("install", "--profile", str(profile), check=0)
+        profile = installed_finding(inst, name)
         # The installation's openssl as a command (waiting on its input), as verify's children
         # and an administrator's `openssl dgst` are: a tool, not the server.
         tool = subprocess.Popen([str(inst.openssl), "dgst", "-sha256"], stdin=subprocess.PIPE,
@@ -224,9 +204,7 @@ def test_a_start_script_through_run_is_judged_by_its_server(installation30, cert
                      tmp_path / "s") as shell:
             servers = psutil_children(shell.pid)
             assert len(servers) == 1
-            code, out = status(profile)
-            assert code == 0, out
-            proc = by_pid(out)[servers[0]]
+            out, proc = judged(profile, servers[0], 0)
             assert proc["ok"] and proc["launcher"]["pid"] == shell.pid
             assert proc["found_by"][0] == "run-record" and shell.pid not in by_pid(out)
             # The server gone, the script still there (its `sleep` is no server): it says so.
@@ -299,41 +277,27 @@ def test_hidepid_makes_an_unprivileged_status_say_it_cannot_see(testbed, cert_an
                             "mount -t proc -o hidepid=2 proc /proc"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip(f"cannot mount /proc with hidepid here: {probe.stderr!r}")
-    work = Path(tempfile.mkdtemp(prefix="fipsboot-hidepid-"))
-    try:
-        work.chmod(0o755)
-        root = work / "server root"
-        root.mkdir()
-        inst = lay_out(build(testbed, "linux-3.0"), root, "3.0")
-        env = caller_env(FIPSBOOT_STATE_DIR=str(work / "state"))
-        profile = inst.write_profile()
-        fipsboot("install", "--profile", str(profile), env=env, check=0)
-        cert, key = work / "cert.pem", work / "key.pem"
-        shutil.copy(cert_and_key[0], cert), shutil.copy(cert_and_key[1], key)
-        with temporary_account() as account, \
-                serving(wrapper_argv(profile, *s_server(inst, cert, key, free_port())), env,
-                        work / "logs") as server:
-            switch = account_switch(account.pw_uid, account.pw_gid)
+    with root_server_an_account_looks_at(testbed, cert_and_key, "fipsboot-hidepid-") as seen:
+        profile, env, server = seen.profile, seen.env, seen.server
+        switch = account_switch(seen.account.pw_uid, seen.account.pw_gid)
 
-            def hidden(argv):
-                inner = " ".join(f"'{a}'" for a in switch(argv))
-                return ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                        f"mount -t proc -o hidepid={hidepid} proc /proc && exec {inner}"]
+        def hidden(argv):
+            inner = " ".join(f"'{a}'" for a in switch(argv))
+            return ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                    f"mount -t proc -o hidepid={hidepid} proc /proc && exec {inner}"]
 
-            code, out = status(profile, env=env, wrap=hidden)
-            assert code == 1, out
-            assert "FIPS mode:" not in out["summary"]
-            failing = {c["name"]: c for c in out["checks"] if not c["ok"]}
-            assert "proc-visibility" in failing and "hidepid" in failing["proc-visibility"]["reason"]
-            record = failing[f"run record {server.pid}"]
-            assert "cannot see it" in record["reason"] and record["fix"]
-            assert not any("has exited" in n for n in out["notes"])
-            assert list((work / "state").rglob(f"runs/{server.pid}-*.json"))  # not pruned
-            # Root, on the same process: proven (the control).
-            code, out = status(profile, env=env)
-            assert code == 0 and by_pid(out)[server.pid]["ok"]
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        code, out = status(profile, env=env, wrap=hidden)
+        assert code == 1, out
+        assert "FIPS mode:" not in out["summary"]
+        failing = {c["name"]: c for c in out["checks"] if not c["ok"]}
+        assert "proc-visibility" in failing and "hidepid" in failing["proc-visibility"]["reason"]
+        record = failing[f"run record {server.pid}"]
+        assert "cannot see it" in record["reason"] and record["fix"]
+        assert not any("has exited" in n for n in out["notes"])
+        assert list((seen.work / "state").rglob(f"runs/{server.pid}-*.json"))  # not pruned
+        # Root, on the same process: proven (the control).
+        code, out = status(profile, env=env)
+        assert code == 0 and by_pid(out)[server.pid]["ok"]
 
 
 # --- finding 12: a FIFO among the run records -------------------------------------------

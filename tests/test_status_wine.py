@@ -9,24 +9,18 @@ import signal
 import subprocess
 
 import pytest
-from helpers import fipsboot
-from runhelpers import caller_env, free_port, serving, wrapper_argv
-from test_status import status
+from helpers import WINE_PROFILE, fipsboot
+from loopback import free_port
+from runhelpers import caller_env, serving, wrapper_argv
+from statushelpers import status
 
 pytestmark = pytest.mark.wine
-
-PROFILE = """[server]
-platform = "windows"
-launcher = ["wine"]
-install-dir = 'C:\\GCTI\\ORS 8.1.401.11'
-config-dir = 'C:\\GCTI\\ORS_FIPS_CFG'
-"""
 
 
 def test_windows_s_server_through_run_has_fips_dll_mapped(wine_install, tmp_path, state_dir):
     w = wine_install
     profile = tmp_path / "windows.toml"
-    profile.write_text(PROFILE)
+    profile.write_text(WINE_PROFILE)
     fipsboot("install", "--profile", str(profile), check=0)
     # Key and certificate where openssl.exe finds them: C:\GCTI.
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENSSL")}

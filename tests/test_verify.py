@@ -10,14 +10,14 @@ import json
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import pytest
 from helpers import Installation, build, fipsboot, lay_out, sourced
+from modulefaults import elf_section, flip_rodata_byte
 
 from fipsboot import providers
 
@@ -83,39 +83,6 @@ def bare_providers(inst: Installation, env: Dict[str, str]) -> subprocess.Comple
     """`openssl list -providers` with exactly `env` (what a server or an operator would get)."""
     return subprocess.run([str(inst.openssl), "list", "-providers"], capture_output=True,
                           text=True, env={"PATH": os.environ["PATH"], "LANG": "C", **env})
-
-
-def elf_section(path: Path, wanted: str) -> Tuple[int, int]:
-    """(file offset, size) of a section, read from the ELF section headers."""
-    data = path.read_bytes()
-    assert data[:4] == b"\x7fELF", f"{path} is not an ELF file"
-    bits64 = data[4] == 2
-    end = "<" if data[5] == 1 else ">"
-    if bits64:
-        (shoff,) = struct.unpack_from(end + "Q", data, 0x28)
-        shentsize, shnum, shstrndx = struct.unpack_from(end + "HHH", data, 0x3A)
-        fmt = end + "IIQQQQIIQQ"
-    else:
-        (shoff,) = struct.unpack_from(end + "I", data, 0x20)
-        shentsize, shnum, shstrndx = struct.unpack_from(end + "HHH", data, 0x2E)
-        fmt = end + "IIIIIIIIII"
-    headers = [struct.unpack_from(fmt, data, shoff + i * shentsize) for i in range(shnum)]
-    names_at = headers[shstrndx][4]
-    for h in headers:
-        start = names_at + h[0]
-        if data[start:data.index(b"\0", start)].decode() == wanted:
-            return h[4], h[5]  # sh_offset, sh_size
-    raise AssertionError(f"{path} has no {wanted} section")
-
-
-def flip_rodata_byte(module: Path) -> int:
-    offset, size = elf_section(module, ".rodata")
-    assert size > 0
-    where = offset + size // 2
-    data = bytearray(module.read_bytes())
-    data[where] ^= 0xFF
-    module.write_bytes(bytes(data))
-    return where
 
 
 def loads_as_library(module: Path) -> bool:
@@ -371,14 +338,19 @@ def test_env_file_openssl_conf_edited_by_hand(installation):
     assert len(drifted) == 1 and not drifted[0]["ok"], dump(result)
 
 
-def test_windows_style_backslash_include(installation):
-    inst = installation
-    profile = install(inst)
+def replace_include(inst: Installation, include: str) -> None:
+    """Write `include` over openssl.cnf's .include line, as a person editing it would."""
     cnf = inst.config_dir / "openssl.cnf"
     text = cnf.read_text()
     line = next(ln for ln in text.splitlines() if ln.startswith(".include "))
+    cnf.write_text(text.replace(line, include))
+
+
+def test_windows_style_backslash_include(installation):
+    inst = installation
+    profile = install(inst)
     backslashed = str(inst.config_dir / "fipsmodule.cnf").replace("/", "\\")
-    cnf.write_text(text.replace(line, f".include {backslashed}"))
+    replace_include(inst, f".include {backslashed}")
     result = failing(profile, "openssl.cnf", "providers")
     assert "backslash" in failed_reason(result, "openssl.cnf")
 
@@ -386,10 +358,7 @@ def test_windows_style_backslash_include(installation):
 def test_windows_drive_backslash_include(installation30):
     inst = installation30
     profile = install(inst)
-    cnf = inst.config_dir / "openssl.cnf"
-    text = cnf.read_text()
-    line = next(ln for ln in text.splitlines() if ln.startswith(".include "))
-    cnf.write_text(text.replace(line, ".include C:\\GCTI\\ORS_FIPS_CFG\\fipsmodule.cnf"))
+    replace_include(inst, ".include C:\\GCTI\\ORS_FIPS_CFG\\fipsmodule.cnf")
     result = failing(profile, "openssl.cnf")
     assert "backslash" in failed_reason(result, "openssl.cnf")
 
@@ -401,13 +370,10 @@ def test_equivalent_hand_written_include_forms_pass(installation, form):
     openssl.cnf check must not fail them."""
     inst = installation
     profile = install(inst)
-    cnf = inst.config_dir / "openssl.cnf"
-    text = cnf.read_text()
-    line = next(ln for ln in text.splitlines() if ln.startswith(".include "))
     path = inst.config_dir / "fipsmodule.cnf"
-    new = {"quoted": f'.include "{path}"', "trailing comment": f".include {path} # fipsboot",
-           "equals sign": f".include = {path}"}[form]
-    cnf.write_text(text.replace(line, new))
+    replace_include(inst, {"quoted": f'.include "{path}"',
+                           "trailing comment": f".include {path} # fipsboot",
+                           "equals sign": f".include = {path}"}[form])
     result = verify_json(profile)
     assert only(result, "providers")["ok"] is True  # OpenSSL itself reads the include
     assert only(result, "openssl.cnf")["ok"] is True, dump(result)

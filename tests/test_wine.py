@@ -8,18 +8,12 @@ import subprocess
 import time
 
 import pytest
-from helpers import fipsboot
+from helpers import WINE_PROFILE, fipsboot
 
 from fipsboot import providers
 
 pytestmark = pytest.mark.wine
 
-PROFILE = """[server]
-platform = "windows"
-launcher = ["wine"]
-install-dir = 'C:\\GCTI\\ORS 8.1.401.11'
-config-dir = 'C:\\GCTI\\ORS_FIPS_CFG'
-"""
 ENV = {"OPENSSL_CONF": r"C:\GCTI\ORS_FIPS_CFG\openssl.cnf",
        "OPENSSL_MODULES": r"C:\GCTI\ORS 8.1.401.11\fips"}
 
@@ -27,7 +21,7 @@ ENV = {"OPENSSL_CONF": r"C:\GCTI\ORS_FIPS_CFG\openssl.cnf",
 @pytest.fixture
 def installed(wine_install, tmp_path, state_dir):
     profile = tmp_path / "windows.toml"
-    profile.write_text(PROFILE)
+    profile.write_text(WINE_PROFILE)
     r = fipsboot("install", "--profile", str(profile), "--json", check=0)
     result = json.loads(r.stdout)
     assert result["status"] == "installed"
@@ -171,7 +165,7 @@ def registry_targets(wine_install, tmp_path, state_dir):
         pytest.fail("could not prepare the service key in Wine's registry")
     profile = tmp_path / "windows-targets.toml"
     user = __import__("getpass").getuser()
-    profile.write_text(PROFILE + f'[account]\ntargets = ["machine", "service:GctiLca", '
+    profile.write_text(WINE_PROFILE + f'[account]\ntargets = ["machine", "service:GctiLca", '
                                  f'"user:{user}"]\n')
     yield {**w, "profile": profile}
     reg(w, "delete", SERVICE_KEY, "/f")

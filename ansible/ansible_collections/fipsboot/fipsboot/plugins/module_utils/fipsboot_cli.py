@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: fipsboot contributors
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
-"""Run the host's own fipsboot with --json and read its answer (shared by both modules)."""
+"""What both modules share: their common options (documented in doc_fragments/fipsboot.py), and
+running the host's own fipsboot with --json and reading its answer."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -9,6 +10,16 @@ __metaclass__ = type
 
 import json
 import os
+
+
+def argument_spec(**more):
+    """The module's argument spec: the options every module has (profile, executable), and its own."""
+    spec = dict(
+        profile=dict(type='path', required=True),
+        executable=dict(type='str', default='fipsboot'),
+    )
+    spec.update(more)
+    return spec
 
 
 def find_executable(module):

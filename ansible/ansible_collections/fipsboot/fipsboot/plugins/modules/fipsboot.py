@@ -21,10 +21,6 @@ version_added: "1.0.0"
 author:
   - fipsboot contributors (@fipsboot)
 options:
-  profile:
-    description: Path of the installation's fipsboot profile (TOML) on the managed host.
-    type: path
-    required: true
   state:
     description:
       - C(fips) runs C(fipsboot install), C(non_fips) runs C(fipsboot reset),
@@ -45,10 +41,6 @@ options:
       - Without it such an edit fails the task (fipsboot's exit 3); the module never forces on its own.
     type: bool
     default: false
-  executable:
-    description: The fipsboot command on the managed host (a name looked up on PATH or an absolute path).
-    type: str
-    default: fipsboot
 attributes:
   check_mode:
     support: full
@@ -65,6 +57,8 @@ notes:
     C(4) (another fipsboot holds the lock) fails with RV(locked=true) so a task can retry with C(until).
     C(5) (the change is made but what must follow it failed) fails with C(changed=true) and the
     RV(checkpoint) it created.
+extends_documentation_fragment:
+  - fipsboot.fipsboot.fipsboot
 '''
 
 EXAMPLES = r'''
@@ -151,7 +145,11 @@ cmd:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fipsboot.fipsboot.plugins.module_utils.fipsboot_cli import find_executable, run_json
+from ansible_collections.fipsboot.fipsboot.plugins.module_utils.fipsboot_cli import (
+    argument_spec,
+    find_executable,
+    run_json,
+)
 
 COMMANDS = {'fips': 'install', 'non_fips': 'reset', 'rolled_back': 'rollback'}
 EXIT_CONFLICT = 3  # a hand edit
@@ -199,12 +197,10 @@ def diff_of(data, mode_before, state):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            profile=dict(type='path', required=True),
+        argument_spec=argument_spec(
             state=dict(type='str', default='fips', choices=list(COMMANDS)),
             checkpoint=dict(type='int'),
             force=dict(type='bool', default=False),
-            executable=dict(type='str', default='fipsboot'),
         ),
         supports_check_mode=True,
     )

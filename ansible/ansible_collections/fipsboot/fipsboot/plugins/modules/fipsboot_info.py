@@ -19,10 +19,6 @@ version_added: "1.0.0"
 author:
   - fipsboot contributors (@fipsboot)
 options:
-  profile:
-    description: Path of the installation's fipsboot profile (TOML) on the managed host.
-    type: path
-    required: true
   fast:
     description: Only the checks that start no process (C(verify --fast)).
     type: bool
@@ -31,10 +27,6 @@ options:
     description: Warnings fail the verdict too (C(verify --strict)).
     type: bool
     default: false
-  executable:
-    description: The fipsboot command on the managed host (a name looked up on PATH or an absolute path).
-    type: str
-    default: fipsboot
 attributes:
   check_mode:
     support: full
@@ -46,6 +38,8 @@ attributes:
     support: full
     platforms: posix
     description: Runs where fipsboot runs.
+extends_documentation_fragment:
+  - fipsboot.fipsboot.fipsboot
 '''
 
 EXAMPLES = r'''
@@ -90,7 +84,11 @@ rc:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fipsboot.fipsboot.plugins.module_utils.fipsboot_cli import find_executable, run_json
+from ansible_collections.fipsboot.fipsboot.plugins.module_utils.fipsboot_cli import (
+    argument_spec,
+    find_executable,
+    run_json,
+)
 
 
 def has_status(module, executable):
@@ -100,11 +98,9 @@ def has_status(module, executable):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            profile=dict(type='path', required=True),
+        argument_spec=argument_spec(
             fast=dict(type='bool', default=False),
             strict=dict(type='bool', default=False),
-            executable=dict(type='str', default='fipsboot'),
         ),
         supports_check_mode=True,
     )
