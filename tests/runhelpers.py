@@ -18,6 +18,7 @@ import pytest
 from helpers import build, fipsboot, lay_out, providers_with_env
 
 from fipsboot import providers
+from fipsboot.environ import with_values
 from fipsboot.journal import Journal
 
 CACHE_NAME = "verdict-cache.json"
@@ -29,13 +30,7 @@ TIMEOUT = 30
 
 def caller_env(**changes: Optional[str]) -> Dict[str, str]:
     """This process's environment with `changes` (None: the variable is removed)."""
-    env = dict(os.environ)
-    for key, value in changes.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
+    return with_values(os.environ, changes)
 
 
 def wrapper_argv(profile: Path, *server: str, options=()) -> List[str]:
