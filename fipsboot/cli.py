@@ -218,7 +218,7 @@ def rollback(profile_path: str, to: Optional[int], list_only: bool, dry_run: boo
              as_json: bool) -> None:
     """Restore the state before the last journaled change (or checkpoint --to N)."""
     def go() -> int:
-        from . import reset as core
+        from . import rollback as core
 
         profile = load_profile(profile_path)
         if list_only:

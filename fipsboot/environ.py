@@ -7,16 +7,11 @@ Pack folder instead of the fips folder, the lib-dirs kept.
 """
 from __future__ import annotations
 
+import os
 from typing import Dict, Iterable, List, Mapping, Optional
 
 from .layout import Layout
-
-FIPS = "fips"
-NONFIPS = "non-fips"
-MODES = (FIPS, NONFIPS)
-VARIABLES = ("OPENSSL_CONF", "OPENSSL_MODULES", "LD_LIBRARY_PATH")
-
-Values = Dict[str, Optional[str]]  # None: the variable must not be defined
+from .vocabulary import FIPS, MODES, NONFIPS, VARIABLES, Values  # noqa: F401 - environ.FIPS...
 
 
 def lead_dirs(layout: Layout, mode: str) -> List[str]:
@@ -24,11 +19,23 @@ def lead_dirs(layout: Layout, mode: str) -> List[str]:
     return [d for d in (first, *layout.lib_dirs) if d]
 
 
-def stale_dirs(layout: Layout, mode: str, previously_written: Iterable[str] = ()) -> set:
-    """Folders to drop from an inherited LD_LIBRARY_PATH: the other mode's leader and any
-    folder an earlier install put there (for example the fips folder of an older install dir)."""
+def stale_dirs(layout: Layout, mode: str, previously_written: Iterable[str] = (),
+               search_path: Optional[str] = None) -> set:
+    """The one rule for folders to drop from a target's or a caller's LD_LIBRARY_PATH: the
+    other mode's leader, any folder an earlier install put there, and any folder on it that
+    holds a FIPS module that is not this installation's (the fips folder of an earlier install
+    dir, whose journal is keyed by that other folder)."""
     other = layout.security_pack_dir if mode == FIPS else layout.module_dir
-    return {d for d in (other, *previously_written) if d} - set(lead_dirs(layout, mode))
+    stale = {d for d in (other, *previously_written,
+                         *foreign_fips_dirs(layout, search_path)) if d}
+    return stale - set(lead_dirs(layout, mode))
+
+
+def foreign_fips_dirs(layout: Layout, search_path: Optional[str]) -> List[str]:
+    """Folders on a search path that hold a FIPS module that is not this installation's."""
+    name = layout.profile.pure_path(layout.module).name
+    return [d for d in (search_path or "").split(":")
+            if d and d != layout.module_dir and os.path.isfile(os.path.join(d, name))]
 
 
 def merge_search_path(lead: List[str], existing: Optional[str], stale: set) -> str:
@@ -42,7 +49,8 @@ def merge_search_path(lead: List[str], existing: Optional[str], stale: set) -> s
 
 def values(layout: Layout, mode: str, existing: Mapping[str, Optional[str]] = {},
            previously_written: Iterable[str] = ()) -> Values:
-    """The variables a target (or a launch) must hold in `mode`, given what it holds now."""
+    """The variables a target (or a launch) must hold in `mode`, given what it holds now:
+    the one function plan, verify, run and status ask (through the session)."""
     if mode not in MODES:
         raise ValueError(mode)
     out: Values = {
@@ -52,7 +60,7 @@ def values(layout: Layout, mode: str, existing: Mapping[str, Optional[str]] = {}
     if not layout.windows:  # Windows finds DLLs beside the program: no LD_LIBRARY_PATH there
         out["LD_LIBRARY_PATH"] = merge_search_path(
             lead_dirs(layout, mode), existing.get("LD_LIBRARY_PATH"),
-            stale_dirs(layout, mode, previously_written))
+            stale_dirs(layout, mode, previously_written, existing.get("LD_LIBRARY_PATH")))
     return out
 
 

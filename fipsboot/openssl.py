@@ -1,6 +1,7 @@
 """The only place that runs the installation's openssl: fipsinstall, list -providers, probes.
 
-Output is parsed with LANG=C; the exit code of `openssl list` proves nothing (it is 0 when
+Every openssl runs with LANG=C and LC_ALL=C (set here, the one place), so its output parses the
+same on every host; the exit code of `openssl list` proves nothing (it is 0 when
 the FIPS provider silently failed to load), so callers judge by what is parsed.
 """
 from __future__ import annotations
@@ -47,7 +48,6 @@ class OpenSSL:
         if self.layout.windows:  # names ignore case there: `Openssl_Conf` is OPENSSL_CONF
             names = {k for k in self.base_env if k.upper() in OPENSSL_VARS}
         env = {k: v for k, v in self.base_env.items() if k not in names}
-        env.update(LANG="C", LC_ALL="C")
         if self.layout.profile.launcher:
             env.setdefault("WINEDEBUG", "-all")
         return with_values(env, extra)
@@ -91,7 +91,7 @@ class OpenSSL:
         self._refuse(env)
         program = [*self.layout.profile.launcher, str(self.layout.host(self.layout.openssl))]
         results = processes.run_together([([*program, *args], stdin) for args, stdin in jobs],
-                                          env, TIMEOUT, OpenSSLError)
+                                          parsable(env), TIMEOUT, OpenSSLError)
         if self.layout.windows:  # a missing DLL: say so, not "failed (53)"
             from .platforms.winstart import check_started
 
@@ -102,7 +102,8 @@ class OpenSSL:
         """One command with its own time limit (a TLS handshake with a peer that never answers)."""
         self._refuse(env)
         program = [*self.layout.profile.launcher, str(self.layout.host(self.layout.openssl))]
-        return processes.run_together([([*program, *args], b"")], env, timeout, OpenSSLError)[0]
+        return processes.run_together([([*program, *args], b"")], parsable(env), timeout,
+                                      OpenSSLError)[0]
 
     # --- the questions fipsboot asks openssl ---------------------------------------------
 
@@ -135,6 +136,11 @@ class OpenSSL:
 
     def list_providers(self, env: Mapping[str, str]) -> Dict[str, providers.Provider]:
         return parse_listing(self.run(["list", "-providers"], env))
+
+
+def parsable(env: Mapping[str, str]) -> Dict[str, str]:
+    """`env` with the C locale: the lines fipsboot parses are OpenSSL's untranslated ones."""
+    return {**env, "LANG": "C", "LC_ALL": "C"}
 
 
 def parse_listing(r: Result) -> Dict[str, providers.Provider]:

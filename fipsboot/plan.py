@@ -2,69 +2,17 @@
 application, shared by install and reset."""
 from __future__ import annotations
 
-import difflib
-import json
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
-from . import environ, fsutil, inifile, testseam
-from .errors import FipsbootError, FollowUpError, HandEditError, UsageError
+from . import fsutil, inifile, testseam
+from .errors import FipsbootError, FollowUpError, HandEditError
 from .journal import Journal
 from .layout import Layout
-from .platforms.base import Backend, Change, file_change
+from .vocabulary import FIPS, Change, Plan, file_change
 
-
-@dataclass
-class Plan:
-    changes: List[Change] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        # Two targets in one file would each be computed from the same old bytes, and the
-        # second write would silently undo the first.
-        seen: Dict[str, str] = {}
-        for c in self.changes:
-            where = _real_path(c)
-            if where in seen:
-                raise UsageError(f"{seen[where]} and {c.label} both name {where}; "
-                                 "give each target its own file")
-            seen[where] = c.label
-
-    @property
-    def pending(self) -> List[Change]:
-        return [c for c in self.changes if c.changed]
-
-    def to_json(self) -> List[dict]:
-        return [{"target": c.label, "path": c.key, "action": c.action,
-                 "variables": {k: {"old": v[0], "new": v[1]} for k, v in c.variables.items()},
-                 "notes": c.notes, "diff": unified_diff(c)} for c in self.changes]
-
-
-def unified_diff(change: Change) -> str:
-    """The change as a unified diff (what `ansible-playbook --diff` shows); "" when unchanged.
-    A diff, not both texts: a login profile or env file may hold lines that are not fipsboot's."""
-    if not change.changed:
-        return ""
-    if change.kind == "file":
-        old, new = (b.decode("utf-8", "replace") if b is not None else None
-                    for b in (change.old, change.new))
-    else:  # a stored value (the server's switch, a registry value): its JSON
-        old, new = (json.dumps(v, indent=1, sort_keys=True) + "\n" if v is not None else None
-                    for v in (change.old, change.new))
-    lines = difflib.unified_diff((old or "").splitlines(True), (new or "").splitlines(True),
-                                 "/dev/null" if old is None else change.key,
-                                 "/dev/null" if new is None else change.key)
-    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
-                   for line in lines)
-
-
-def _real_path(change: Change) -> str:
-    if change.kind == "file":
-        return os.path.realpath(change.key)
-    if change.kind == inifile.STORE:
-        return os.path.realpath(inifile.path_of(change.key))
-    return change.key
+if TYPE_CHECKING:
+    from .session import Session
 
 
 def whole_file(path: Path, label: str, new: Optional[bytes]) -> Change:
@@ -73,22 +21,9 @@ def whole_file(path: Path, label: str, new: Optional[bytes]) -> Change:
                        fsutil.digest(new) or "")
 
 
-def target_changes(layout: Layout, backend: Backend, mode: str, journal: Journal) -> List[Change]:
-    changes = []
-    for target in backend.targets(layout.profile):
-        current = target.read()
-        stale = [*journal.extra.get("ld_dirs", []),
-                 *foreign_fips_dirs(layout, current.get("LD_LIBRARY_PATH"))]
-        changes.append(target.change(environ.values(layout, mode, current, stale)))
-    return changes
-
-
-def foreign_fips_dirs(layout: Layout, search_path: Optional[str]) -> List[str]:
-    """Folders on a search path that hold a FIPS module that is not this installation's: the
-    fips folder of an earlier install dir (its journal is keyed by that other folder)."""
-    name = layout.profile.pure_path(layout.module).name
-    return [d for d in (search_path or "").split(":")
-            if d and d != layout.module_dir and (Path(d) / name).is_file()]
+def target_changes(session: Session, mode: str) -> List[Change]:
+    """Each target's change to hold `mode`'s values (from what it holds now)."""
+    return [target.change(session.values(mode, target.read())) for target in session.targets()]
 
 
 # --- the server's own FIPS switch (ORS: [scxml] fips-enabled) ----------------------------
@@ -109,7 +44,8 @@ def switch_change(layout: Layout, enabled: bool) -> Optional[Change]:
     new = {"value": value, "section": True}  # setting the value creates a missing section
     label = f"fips-switch:{switch.file}[{switch.section}]{switch.key}"
     return Change(inifile.STORE, key, label, old, new, fsutil.digest(str(old["value"]).encode()),
-                  fsutil.digest(value.encode()), {f"{switch.section}/{switch.key}": [old["value"], value]})
+                  fsutil.digest(value.encode()),
+                  {f"{switch.section}/{switch.key}": [old["value"], value]}, where=str(path))
 
 
 def switch_reminder(layout: Layout, enabled: bool) -> List[str]:
@@ -122,21 +58,27 @@ def switch_reminder(layout: Layout, enabled: bool) -> List[str]:
 
 # --- applying -----------------------------------------------------------------------------
 
-def hand_edits(changes: List[Change], journal: Journal) -> List[str]:
-    out = []
-    for c in changes:
-        recorded = journal.managed.get(c.key)
-        if c.changed and recorded is not None and c.managed_now not in (recorded, None):
-            out.append(f"{c.label} ({c.key}) was edited since fipsboot wrote it")
-    return out
-
-
-def refuse_hand_edits(changes: List[Change], journal: Journal, force: bool) -> None:
-    edits = hand_edits(changes, journal)
+def refuse_hand_edits(plan: Plan, journal: Journal, force: bool) -> None:
+    edits = plan.edited_by_hand(journal.managed)
     if edits and not force:
         raise HandEditError("; ".join(edits) + ". Nothing was changed.",
                             "look at the file; rerun with --force to overwrite it (the edited "
                             "copy is kept in the journal, `fipsboot rollback` brings it back)")
+
+
+def recovery_notes(session: Session) -> List[str]:
+    """What `Session.changing` finished first, in words (a dry run finishes nothing: it says
+    what the real run will find)."""
+    cp = session.recovered
+    if cp is not None:
+        done = ("finished its rollback" if cp["status"] == "rolling-back" else "rolled it back")
+        return [f"an interrupted {cp['command']} (checkpoint {cp['id']}) was in the journal: "
+                f"{done} first"]
+    pending = session.journal.checkpoints[-1:] if session.journal.checkpoints else []
+    if pending and pending[0]["status"] != "done":
+        return [f"an interrupted {pending[0]['command']} is in the journal: the real run first "
+                "finishes it, so the files may differ from what is shown"]
+    return []
 
 
 def dry_run_result(result: dict, the_plan: Plan, journal: Journal, mode: str,
@@ -146,7 +88,7 @@ def dry_run_result(result: dict, the_plan: Plan, journal: Journal, mode: str,
     mode; so is finishing an interrupted command), and what it would stop on (exit 3)."""
     interrupted = bool(journal.checkpoints) and journal.checkpoints[-1]["status"] != "done"
     changed = bool(the_plan.pending) or journal.mode != mode or interrupted
-    edited = hand_edits(the_plan.changes, journal)
+    edited = the_plan.edited_by_hand(journal.managed)
     notes = list(result.get("notes", []))
     if edited and not force:
         notes.append("the real run stops here (exit 3): " + "; ".join(edited)
@@ -155,25 +97,48 @@ def dry_run_result(result: dict, the_plan: Plan, journal: Journal, mode: str,
             "changed": changed, "checkpoint": None, "plan": the_plan}
 
 
-def follow_up(journal: Journal, backend: Backend, checkpoint: Optional[int] = None,
+def follow_up(session: Session, checkpoint: Optional[int] = None,
               changed: bool = True) -> List[str]:
     """Run what must follow the journal's changes and undos (systemd's daemon-reload,
     Windows' WM_SETTINGCHANGE), including any an earlier command could not finish. It stays
     pending until it succeeds: every command retries it. A failure (exit 5) carries the
     checkpoint just made and `changed`, so a script can still roll that checkpoint back."""
+    journal = session.journal
     pending = [list(item) for item in journal.follow_up]
     notes = []
     if pending:
         testseam.kill_point("follow-up")  # after the journal's last save: the kill tests stop here too
         stubs = [Change(kind, key, key, None, True, None, "") for kind, key in pending]
         try:
-            notes = backend.after_apply(stubs)  # FollowUpError: stays pending
+            notes = session.backend.after_apply(stubs)  # FollowUpError: stays pending
         except FollowUpError as e:
             e.result = {"changed": changed, "checkpoint": checkpoint}
             raise
         journal.follow_up_done(pending)
     journal.rollback_finished()  # nothing of a killed rollback is left for a rerun to finish
     return notes
+
+
+def carry_out(session: Session, result: dict, the_plan: Plan, mode: str, force: bool,
+              prove: Callable[[], None], done: str, extra: Optional[Dict] = None,
+              prove_unchanged: Optional[Callable[[], None]] = None) -> dict:
+    """The part install and reset share once their plan is made: refuse a hand edit (exit 3)
+    unless forced; nothing to do ("unchanged", retrying a pending follow-up); else apply the
+    plan in one checkpoint, `prove` it (a failure restores everything) and run the follow-up."""
+    journal = session.journal
+    refuse_hand_edits(the_plan, journal, force)
+    recovered = session.recovered is not None
+    if not the_plan.pending and journal.mode == mode:
+        if prove_unchanged is not None:
+            prove_unchanged()
+        result["notes"] += follow_up(session, changed=recovered)
+        return {**result, "status": "unchanged", "changed": recovered, "checkpoint": None,
+                "plan": the_plan}
+    checkpoint = apply(journal, result["command"], the_plan, mode, extra=extra, prove=prove)
+    result["notes"] += follow_up(session, checkpoint)
+    result["notes"] += switch_reminder(session.layout, mode == FIPS)
+    return {**result, "status": done, "changed": True, "checkpoint": checkpoint,
+            "plan": the_plan}
 
 
 def apply(journal: Journal, command: str, plan: Plan, mode: str,

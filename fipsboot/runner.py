@@ -12,11 +12,11 @@ import os
 import sys
 from typing import Dict, List, Mapping, Optional
 
-from . import environ, fsutil, processenv, verify
+from . import environ, fsutil, verify
 from .checks import verdict_ok
 from .errors import EXIT_REFUSED, FipsbootError, UsageError
 from .journal import Journal
-from .layout import Layout, resolve
+from .layout import Layout
 from .warmrun import ENV_PREFIXES  # what in the environment keys the verdict
 
 CACHE_NAME = "verdict-cache.json"
@@ -95,9 +95,7 @@ def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verif
             return checks + [verify.passed("live", "cached verdict: fips active, MD5 refused")]
     from .openssl import OpenSSL
 
-    probe_env = dict(env, LANG="C", LC_ALL="C")
-    openssl = OpenSSL(layout, probe_env)
-    live = verify.live_checks(openssl, probe_env, sha256=False)
+    live = verify.live_checks(OpenSSL(layout, env), env, sha256=False)
     try:
         if verdict_ok(live):
             fsutil.atomic_write(cache, json.dumps({"key": key}).encode(), 0o600)
@@ -127,15 +125,12 @@ def log_refusal(message: str, as_json: bool = False, code: int = EXIT_REFUSED,
 def prepare(profile, argv: List[str], base: Optional[Mapping[str, str]] = None) -> dict:
     if not argv:
         raise UsageError("no server command given: fipsboot run --profile P -- SERVER [ARGS...]")
-    layout = resolve(profile)
-    journal = Journal.for_installation(profile.install_dir)
-    if not journal.exists or journal.mode is None:
-        raise UsageError(f"no fipsboot journal for {profile.install_dir}: run `fipsboot install "
-                         f"--profile {profile.source}` (or `reset`) first",
-                         f"run `fipsboot install --profile {profile.source}` (or `reset`) first")
-    env = environ.launch_env(processenv.caller() if base is None else base, layout, journal.mode,
-                             journal.extra.get("ld_dirs", []))
-    return {"layout": layout, "journal": journal, "mode": journal.mode, "env": env, "argv": argv}
+    from .session import Session
+
+    session = Session(profile)
+    mode = session.require_journal()
+    return {"session": session, "layout": session.layout, "journal": session.journal,
+            "mode": mode, "env": session.launch_environment(mode, base), "argv": argv}
 
 
 def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) -> int:
@@ -176,7 +171,6 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
                         f"{first.reason}" + (f"\nfix: {first.fix}" if first.fix else ""),
                         as_json, fix=first.fix)
             return EXIT_REFUSED
-    from .platforms import backend_for
     from .runrecords import record_launch
 
     if mode == environ.FIPS:  # what this verdict rested on, for the next launch's warm path
@@ -185,7 +179,7 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
         remember(profile, job, checks, before)
     record_launch(job, checks if mode == environ.FIPS else None)  # for `fipsboot status`
     try:
-        return backend_for(profile).launch(argv, env)
+        return job["session"].backend.launch(argv, env)
     except FipsbootError as e:
         log_refusal(f"fipsboot: {e}", as_json, 127, e.fix)
         return 127

@@ -261,6 +261,11 @@ def snapshot(profile, job: dict) -> list:
     # both: whoever can write there can swap what the server loads).
     judged += [a for p in list(judged) for r in (Path(p), Path(os.path.realpath(p)))
                for a in (r, *r.parents)]
+    # The stale-folder rule (environ.stale_dirs) drops a caller's library folder that holds
+    # another FIPS module: whether one does is a fact of the launch environment too.
+    module_name = os.path.basename(str(layout.host(layout.module)))
+    judged += [os.path.join(d, module_name)
+               for d in processenv_caller().get("LD_LIBRARY_PATH", "").split(":") if d]
     records += [["stat", p, signature(str(p))] for p in dict.fromkeys(map(str, judged))]
     for conf in (layout.openssl_cnf, layout.fipsmodule_cnf):  # all OpenSSL reads (verify allows
         path = str(layout.host(conf))                          # no other include)

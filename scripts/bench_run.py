@@ -208,7 +208,13 @@ def importtime_summary(stderr: str, top: int) -> tuple:
     return rows, sorted(rows, key=lambda r: -r[1])[:top]
 
 
-def profile_warm(version: str, work: Path, testbed: dict, pyc: bool) -> None:
+def forget_verdicts(state: Path) -> None:
+    """The cold path: no cached verdict, no facts for the warm path."""
+    for stale in [*state.glob(f"*/{CACHE_NAME}"), *state.glob("run-facts-*")]:
+        stale.unlink()
+
+
+def profile_path(version: str, work: Path, testbed: dict, pyc: bool, cold: bool) -> None:
     inst, profile, state, env = prepare(version, work, testbed, pyc)
     args = ["run", "--profile", str(profile), "--", "true"]
     for _ in range(3):  # the verdict, and byte code cached (unless --no-pyc)
@@ -219,6 +225,8 @@ def profile_warm(version: str, work: Path, testbed: dict, pyc: bool) -> None:
     nosite = statistics.median(
         timed([sys.executable, "-S", "-c", "pass"], env) for _ in range(10)) * 1000
     print(f"== OpenSSL {version}: python -c pass {base:.1f} ms, python -S -c pass {nosite:.1f} ms")
+    if cold:
+        forget_verdicts(state)
     p = subprocess.run([sys.executable, "-X", "importtime", "-m", "fipsboot", *args], env=env,
                        capture_output=True, text=True)
     rows, top = importtime_summary(p.stderr, 20)
@@ -230,7 +238,9 @@ def profile_warm(version: str, work: Path, testbed: dict, pyc: bool) -> None:
     print("-- modules by self us:")
     for _cumulative, own, _, name in top:
         print(f"   {own:8d} {name}")
-    print("-- cProfile of the warm path (up to the exec):")
+    print(f"-- cProfile of the {'cold' if cold else 'warm'} path (up to the exec):")
+    if cold:
+        forget_verdicts(state)
     p = subprocess.run([sys.executable, "-c", PROFILE_SNIPPET, *args], env=env,
                        capture_output=True, text=True)
     print(p.stdout[:12000])
@@ -248,6 +258,8 @@ def main() -> None:
                     help="PYTHONDONTWRITEBYTECODE=1: compile fipsboot from source on each run")
     ap.add_argument("--profile-warm", action="store_true",
                     help="show where the warm path spends its time instead of benchmarking")
+    ap.add_argument("--profile-cold", action="store_true",
+                    help="the same for the cold path (no cached verdict, no facts)")
     args = ap.parse_args()
     manifest = testbed_dir() / "testbed.json"
     if not manifest.exists():
@@ -256,9 +268,9 @@ def main() -> None:
     versions = args.version or LINUX_VERSIONS
     work = Path(tempfile.mkdtemp(prefix="fipsboot-bench-"))
     try:
-        if args.profile_warm:
+        if args.profile_warm or args.profile_cold:
             for v in versions:
-                profile_warm(v, work, testbed, not args.no_pyc)
+                profile_path(v, work, testbed, not args.no_pyc, cold=args.profile_cold)
             return
         results = [bench(v, args.rounds, work, testbed, not args.no_pyc) for v in versions]
     finally:

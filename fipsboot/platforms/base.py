@@ -8,48 +8,11 @@ Targets compute `Change`s; only the journal applies them.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List
 
-Values = Dict[str, Optional[str]]  # None: the variable must not be defined
-
-
-def values_digest(values: Mapping[str, Optional[str]]) -> str:
-    """Digest of the values fipsboot manages in a target (what a hand edit would change)."""
-    return hashlib.sha256(json.dumps(dict(values), sort_keys=True).encode()).hexdigest()
-
-
-@dataclass
-class Change:
-    """One file or value to change. `old`/`new` are bytes for files, JSON-able for stores."""
-
-    kind: str  # "file" or a journal store name ("registry")
-    key: str  # the host path, or the store's key
-    label: str  # what a person calls it: "openssl.cnf", "envfile:/etc/default/gctilca"
-    old: Any
-    new: Any
-    managed_now: Optional[str]  # digest of fipsboot's part as it is now
-    managed_new: str  # digest of fipsboot's part after the change
-    variables: Dict[str, List[Optional[str]]] = field(default_factory=dict)  # name: [old, new]
-    notes: List[str] = field(default_factory=list)
-    mode: Optional[int] = None  # None: keep the file's mode (0644 for a new file)
-    owner: Optional[Tuple[int, int]] = None  # (uid, gid) for a new file; existing files keep theirs
-
-    @property
-    def changed(self) -> bool:
-        return self.old != self.new
-
-    @property
-    def action(self) -> str:
-        if not self.changed:
-            return "unchanged"
-        if self.new is None:
-            return "remove"
-        return "create" if self.old is None else "update"
+# The vocabulary of a change, imported from here by the platform modules.
+from ..vocabulary import Change, Values, file_change, values_digest  # noqa: F401
 
 
 class EnvTarget(ABC):
@@ -96,9 +59,3 @@ class Backend(ABC):
         """Journal stores for values outside the file system (the Windows registry)."""
         return {}
 
-
-def file_change(path: Path, label: str, old: Optional[bytes], new: Optional[bytes],
-                managed_now: Optional[str], managed_new: str, variables=None,
-                notes=None, owner=None) -> Change:
-    return Change("file", str(path), label, old, new, managed_now, managed_new,
-                  dict(variables or {}), list(notes or []), owner=owner)
