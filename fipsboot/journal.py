@@ -47,7 +47,7 @@ class Journal:
         the INI value; a get/set store is adapted (stores.ValueStore)."""
         self.folder = folder
         self._rolled_back_here = False
-        self.stores: Dict[str, Any] = journal_stores(stores)
+        self.stores: Dict[str, Store] = journal_stores(stores)
         self.backups = Backups(folder)
         self.data = journalfile.load(folder, self.stores)
 
