@@ -1,52 +1,15 @@
-"""Thin click commands: parse, call the core, print text or --json, exit with a code a script
-can branch on (see errors.py and the README)."""
+"""Thin click commands: parse, call the core, hand the result to output.py (text through
+textviews.py, or --json), exit with a code a script can branch on (see errors.py and the
+README)."""
 from __future__ import annotations
 
-import json
 import sys
 from typing import Callable, Optional
 
 import click
 
-from . import __version__
+from . import __version__, output, textviews
 from .errors import EXIT_FAILED, EXIT_OK, FipsbootError, UsageError
-
-
-def _default(o):
-    if hasattr(o, "to_json"):
-        return o.to_json()
-    raise TypeError(type(o))
-
-
-def emit(result: dict, as_json: bool, text: Callable[[dict], None]) -> None:
-    if as_json:
-        click.echo(json.dumps(result, indent=1, default=_default))  # JSON escapes by itself
-    else:
-        text(result)
-
-
-def abort(error: FipsbootError, as_json: bool) -> None:
-    if as_json:
-        # exit 5 (the change is made): also `changed` and the `checkpoint` it made
-        click.echo(json.dumps({"error": str(error), "fix": error.fix, "exit_code": error.exit_code,
-                               **getattr(error, "result", {})}, indent=1))
-    else:
-        # an error may quote OpenSSL's output over several lines: each line made printable
-        first, *more = str(error).rstrip().split("\n")
-        say(f"fipsboot: error: {first}", err=True)
-        for line in more:
-            say(f"  {line}", err=True)
-        if error.fix:
-            say(f"fix: {error.fix}", err=True)
-    sys.exit(error.exit_code)
-
-
-def say(line: str = "", err: bool = False) -> None:
-    """One line of text output: untrusted values in it (process names, certificate subjects,
-    OpenSSL's lines) can't move the cursor, retitle the terminal or start a forged line."""
-    from .printable import printable
-
-    click.echo(printable(line), err=err)
 
 
 def load_profile(path: str):
@@ -56,36 +19,7 @@ def load_profile(path: str):
 
 
 def guarded(as_json: bool, fn: Callable[[], int]) -> None:
-    try:
-        code = fn()
-    except FipsbootError as e:
-        abort(e, as_json)
-    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say to it
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(EXIT_FAILED)
-    except OSError as e:  # a file or folder fipsboot could not read or write; changes rolled back
-        abort(FipsbootError(f"{e.strerror or e}: {e.filename or ''}".rstrip(": "),
-                            "check that the path exists and this user may write it"), as_json)
-    sys.exit(code)
-
-
-def print_plan(result: dict) -> None:
-    plan = result.get("plan")
-    verb = {"dry-run": "would change", "unchanged": "unchanged"}.get(result["status"], "changed")
-    say(f"{result['command']}: {result['status']}")
-    for c in plan.changes if plan else []:
-        say(f"  {c.action:9} {c.label}" + (f"  ({c.key})" if c.key not in c.label else ""))
-        for name, (old, new) in c.variables.items():
-            if old != new:
-                say(f"            {name}: {old!r} -> {new!r}")
-        for note in c.notes if c.changed else []:
-            say(f"            note: {note}")
-    if plan and not plan.pending and verb != "unchanged":
-        say("  nothing to change")
-    for note in result.get("notes", []):
-        say(f"note: {note}")
+    sys.exit(output.guarded(fn, as_json))
 
 
 TLS_NOTE = ("the profile has a [tls] section: `fipsboot tls-check --profile PROFILE` checks that "
@@ -111,11 +45,12 @@ class JsonGroup(click.Group):
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:
             command = e.ctx.command_path if e.ctx else "fipsboot"
-            abort(UsageError(e.format_message(), f"see `{command} --help` for the options"), True)
+            sys.exit(output.error(UsageError(e.format_message(),
+                                             f"see `{command} --help` for the options"), True))
         except click.ClickException as e:
-            abort(FipsbootError(e.format_message()), True)
+            sys.exit(output.error(FipsbootError(e.format_message()), True))
         except click.Abort:
-            abort(FipsbootError("aborted"), True)
+            sys.exit(output.error(FipsbootError("aborted"), True))
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -140,7 +75,7 @@ def install(profile_path: str, dry_run: bool, force: bool, as_json: bool) -> Non
         result = do_install(profile, dry_run=dry_run, force=force)
         if profile.tls is not None:
             result["notes"].append(TLS_NOTE)
-        emit(result, as_json, print_plan)
+        output.result(result, as_json, textviews.plan)
         return EXIT_OK
     guarded(as_json, go)
 
@@ -163,17 +98,7 @@ def verify(profile_path: str, fast: bool, strict: bool, as_json: bool) -> None:
         result = {"ok": ok, "mode": mode, "checks": checks}
         if profile.tls is not None:  # as install says it: the live handshakes are tls-check's
             result["notes"] = [TLS_NOTE]
-
-        def text(r: dict) -> None:
-            for c in checks:
-                label = "PASS" if c.ok else ("FAIL" if c.fails(strict) else "WARN")
-                say(f"{label}  {c.name:15} {c.reason}")
-                if not c.ok and c.fix:
-                    say(f"      {'':15} fix: {c.fix}")
-            say(f"verify ({mode}): {'passed' if ok else 'FAILED'}")
-            if profile.tls is not None:
-                say(f"note: {TLS_NOTE}")
-        emit(result, as_json, text)
+        output.result(result, as_json, lambda r: textviews.verify(r, strict))
         return EXIT_OK if ok else EXIT_FAILED
     guarded(as_json, go)
 
@@ -185,9 +110,11 @@ def verify(profile_path: str, fast: bool, strict: bool, as_json: bool) -> None:
 @click.argument("server", nargs=-1, type=click.UNPROCESSED)
 def run(profile_path: str, dry_run: bool, as_json: bool, server: tuple) -> None:
     """Verify, then start SERVER in the installation's mode: fipsboot run --profile P -- SERVER..."""
-    from .entry import run_server
+    from .runner import run_command
 
-    guarded(as_json, lambda: run_server(profile_path, list(server), dry_run, as_json))
+    argv = list(server)
+    sys.exit(output.guarded_launch(lambda: run_command(profile_path, argv, dry_run, as_json),
+                                   as_json, argv))
 
 
 @main.command()
@@ -202,7 +129,7 @@ def reset(profile_path: str, dry_run: bool, force: bool, purge: bool, as_json: b
         from .reset import reset as do_reset
 
         result = do_reset(load_profile(profile_path), dry_run=dry_run, force=force, purge=purge)
-        emit(result, as_json, print_plan)
+        output.result(result, as_json, textviews.plan)
         return EXIT_OK
     guarded(as_json, go)
 
@@ -222,31 +149,10 @@ def rollback(profile_path: str, to: Optional[int], list_only: bool, dry_run: boo
 
         profile = load_profile(profile_path)
         if list_only:
-            result = core.checkpoints(profile)
-
-            def text(r: dict) -> None:
-                say(f"mode: {r['mode']}")
-                for c in r["checkpoints"]:
-                    say(f"  {c['id']:3}  {c['time']}  {c['command']:8} {c['status']:12} "
-                               f"{len(c['changes'])} change(s)")
-            emit(result, as_json, text)
+            output.result(core.checkpoints(profile), as_json, textviews.checkpoints)
             return EXIT_OK
         result = core.rollback(profile, to=to, dry_run=dry_run, force=force)
-
-        def text(r: dict) -> None:
-            if r["dry_run"]:
-                for c in r["would_undo"]:
-                    say(f"would undo {c['id']} ({c['command']}): {', '.join(c['restores'])}")
-                if r["edited_since"]:
-                    say(f"edited since fipsboot wrote them (needs --force): "
-                               f"{', '.join(r['edited_since'])}")
-                return
-            for c in r["undone"]:
-                say(f"undid {c['id']} ({c['command']}): {', '.join(c['restored']) or '-'}")
-            say(f"mode now: {r['mode'] or 'as before fipsboot'}")
-            for note in r.get("notes", []):
-                say(f"note: {note}")
-        emit(result, as_json, text)
+        output.result(result, as_json, textviews.rollback)
         return EXIT_OK
     guarded(as_json, go)
 
@@ -264,47 +170,11 @@ def status(profile_path: str, require_running: bool, as_json: bool) -> None:
         from .status import status_report
 
         result = status_report(load_profile(profile_path), require_running=require_running)
-        emit(result, as_json, print_status)
+        output.result(result, as_json, textviews.status)
         return result["exit_code"]
     guarded(as_json, go)
 
 
-def print_status(r: dict) -> None:
-    say(f"mode: {r['mode']}" + (f" (last change: {r['last_change']['command']} at "
-                                       f"{r['last_change']['time']})"
-                                       if r["last_change"]["time"] else ""))
-    for p in r["processes"]:
-        label = "OK  " if p["ok"] else "FAIL"
-        say(f"{label} PID {p['pid']} {p['name']}  user {p['user'] or '(not readable)'}, "
-                   f"started {p['started']}, found by {', '.join(p['found_by'])}")
-        if p["cmdline"]:
-            say(f"       command: {' '.join(p['cmdline'])}")
-        fips = p["fips_module"]
-        say(f"       fips provider: {fips['state']}"
-                   + (f" ({', '.join(fips['paths'])})" if fips["paths"] else "")
-                   + (f": {fips['reason']}" if fips.get("reason") else ""))
-        if p["libraries"]:
-            say(f"       libraries: {', '.join(p['libraries'])}")
-        env = p["environment"]
-        if env["readable"]:
-            say("       environment: " + ", ".join(
-                f"{k}={env[k]}" if env[k] is not None else f"{k} unset"
-                for k in ("OPENSSL_CONF", "OPENSSL_MODULES", "LD_LIBRARY_PATH")))
-        else:
-            say(f"       environment: {env['reason']}")
-        for problem in p["problems"]:
-            say(f"       why: {problem['reason']}")
-            say(f"       fix: {problem['fix']}")
-    if not r["processes"]:
-        say("no running server found")
-    for c in r["checks"]:
-        if not c["name"].startswith("process ") and not c["ok"]:
-            say(f"FAIL {c['name']}: {c['reason']}")
-            if c["fix"]:
-                say(f"     fix: {c['fix']}")
-    for note in r["notes"]:
-        say(f"note: {note}")
-    say(f"status: {r['summary']} (exit {r['exit_code']})")
 @main.command("tls-check")
 @profile_option
 @click.option("--peer", "peers", multiple=True, metavar="HOST:PORT",
@@ -323,26 +193,7 @@ def tls_check(profile_path: str, peers: tuple, cert: Optional[str], key: Optiona
 
         result = check(load_profile(profile_path), peers, cert, key, cacert, strict)
 
-        def text(r: dict) -> None:
-            for c in r["checks"]:
-                label = "PASS" if c.ok else ("FAIL" if c.fails(strict) else "WARN")
-                say(f"{label}  {c.name:23} {c.reason}")
-                if not c.ok and c.fix:
-                    say(f"      {'':23} fix: {c.fix}")
-            for p in r["peers"]:
-                say(f"peer {p['peer']}: {p['verdict']}")
-                for name in ("fips", "non-fips"):
-                    h = p["handshakes"][name]
-                    got = (f"{h['protocol']} {h['cipher']} group {h['group'] or '-'}, verify "
-                           f"{h['verify_code']} ({h['verify_message']})" if h["protocol"]
-                           else "; ".join(h["errors"]) or "no handshake")
-                    say(f"  {name:9} {got}")
-                for c in p["chain"]:
-                    say(f"  chain     {c['subject']}: {c['key']}, signed with "
-                               f"{c['signature_hash'] or 'EdDSA'}")
-            say(f"tls-check (FIPS environment {r['fips_environment']}): "
-                       f"{'passed' if r['ok'] else 'FAILED'}: {r['summary']}")
-        emit(result, as_json, text)
+        output.result(result, as_json, lambda r: textviews.tls_check(r, strict))
         return EXIT_OK if result["ok"] else EXIT_FAILED
     guarded(as_json, go)
 
@@ -365,6 +216,6 @@ def report(profile_path: str, html_path: Optional[str], as_json: bool) -> None:
         result = build(profile)
         if target:
             write(target, result)
-        emit(result, as_json, lambda r: [say(line) for line in text_lines(r)])
+        output.result(result, as_json, text_lines)
         return result["exit_code"]
     guarded(as_json, go)

@@ -1,17 +1,11 @@
 """Console-script entry point. `fipsboot run` takes a lean path without click: it sits in the
-server's start-up, and every import there is paid on each launch."""
+server's start-up, and every import there is paid on each launch. Imports go one way: this
+module imports cli.py (every other command) and runner.py (run), neither imports it back."""
 from __future__ import annotations
 
 import sys
 
 from .errors import EXIT_USAGE, FipsbootError
-
-
-def run_server(profile_path: str, argv: list, dry_run: bool, as_json: bool) -> int:
-    from .profile import load
-    from .runner import run
-
-    return run(load(profile_path), argv, dry_run=dry_run, as_json=as_json)
 
 
 def entry() -> None:
@@ -49,30 +43,22 @@ def lean_run(args: list) -> int:
         from . import processenv, warmrun
 
         warmrun.launch(profile_path, server, processenv.caller())
-    try:
-        return run_server(profile_path, server, dry_run, as_json)
-    except FipsbootError as e:
-        return report_error(e, as_json)
+    from .output import guarded_launch
+
+    return guarded_launch(lambda: full_run(profile_path, server, dry_run, as_json), as_json,
+                          server)
+
+
+def full_run(profile_path: str, server: list, dry_run: bool, as_json: bool) -> int:
+    """Verify in full (and remember the facts for the next warm launch), then exec."""
+    from .runner import run_command
+
+    return run_command(profile_path, server, dry_run, as_json)
 
 
 def usage_error(message: str, as_json: bool) -> int:
-    return report_error(FipsbootError(message, "fipsboot run --profile PROFILE [--dry-run] "
-                                               "[--json] -- SERVER [ARGS...]"), as_json,
-                        EXIT_USAGE)
+    """Only on the error path: no import is added to a good start."""
+    from .output import error
 
-
-def report_error(e: FipsbootError, as_json: bool, code=None) -> int:
-    """Errors in JSON too, like every command (and on stderr for the log), made printable
-    (the message may quote a path or OpenSSL's output). Only on the error path: no import
-    is added to a good start."""
-    code = e.exit_code if code is None else code
-    if as_json:
-        import json
-
-        print(json.dumps({"error": str(e), "fix": e.fix, "exit_code": code}, indent=1))
-    from .printable import printable
-
-    print(f"fipsboot: error: {printable(e)}", file=sys.stderr)
-    if e.fix:
-        print(f"fix: {printable(e.fix)}", file=sys.stderr)
-    return code
+    return error(FipsbootError(message, "fipsboot run --profile PROFILE [--dry-run] [--json] "
+                                        "-- SERVER [ARGS...]"), as_json, EXIT_USAGE, log=True)

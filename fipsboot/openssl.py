@@ -70,7 +70,7 @@ class OpenSSL:
             return "; ".join(dict.fromkeys(problems))
         conf = env.get("OPENSSL_CONF")
         if conf is not None and conf == self.layout.openssl_cnf:
-            from .verify import check_openssl_cnf
+            from .configchecks import check_openssl_cnf
 
             check = check_openssl_cnf(self.layout)
             if check.fails():

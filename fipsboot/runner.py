@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from typing import Dict, List, Mapping, Optional
 
 from . import environ, fsutil, verify
@@ -17,6 +16,7 @@ from .checks import verdict_ok
 from .errors import EXIT_REFUSED, FipsbootError, UsageError
 from .journal import Journal
 from .layout import Layout
+from .output import log_refusal  # a refusal: stderr, the system log, JSON under --json
 from .warmrun import ENV_PREFIXES  # what in the environment keys the verdict
 
 CACHE_NAME = "verdict-cache.json"
@@ -106,24 +106,8 @@ def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verif
     return checks + live
 
 
-def log_refusal(message: str, as_json: bool = False, code: int = EXIT_REFUSED,
-                fix: Optional[str] = None) -> None:
-    """To stderr and, where there is one, the system log (so LCA/systemd show the reason);
-    with --json also as `{"error","fix","exit_code"}` on stdout."""
-    if as_json:
-        print(json.dumps({"error": message, "fix": fix, "exit_code": code}, indent=1))
-    print(message, file=sys.stderr)
-    try:
-        import syslog
-
-        syslog.openlog("fipsboot", 0, syslog.LOG_DAEMON)
-        syslog.syslog(syslog.LOG_ERR, message.replace("\n", " "))
-    except ImportError:  # pragma: no cover - Windows: stderr is what the service manager keeps
-        pass
-
-
 def prepare(profile, argv: List[str], base: Optional[Mapping[str, str]] = None) -> dict:
-    if not argv:
+    if not argv or not argv[0]:
         raise UsageError("no server command given: fipsboot run --profile P -- SERVER [ARGS...]")
     from .session import Session
 
@@ -144,18 +128,15 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
         return EXIT_REFUSED
     layout, env, mode = job["layout"], job["env"], job["mode"]
     if dry_run:
+        from . import output, textviews
+
         changed = {k: env.get(k) for k in environ.VARIABLES}
-        if as_json:
-            print(json.dumps({"mode": mode, "argv": argv, "environment": changed}, indent=1))
-        else:
-            print(f"mode: {mode}")
-            for k, v in changed.items():
-                print(f"  {k}={v}" if v is not None else f"  {k} (unset)")
-            print("exec: " + " ".join(argv))
+        output.result({"mode": mode, "argv": argv, "environment": changed}, as_json,
+                      textviews.run_dry_run)
         return 0
     before = None
     if mode == environ.FIPS:
-        from .warmrun import snapshot_or_none
+        from .runfacts import snapshot_or_none
 
         before = snapshot_or_none(profile, job)  # what the verdict rests on, taken before it
         try:
@@ -174,7 +155,7 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
     from .runrecords import record_launch
 
     if mode == environ.FIPS:  # what this verdict rested on, for the next launch's warm path
-        from .warmrun import remember
+        from .runfacts import remember
 
         remember(profile, job, checks, before)
     record_launch(job, checks if mode == environ.FIPS else None)  # for `fipsboot status`
@@ -183,3 +164,10 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
     except FipsbootError as e:
         log_refusal(f"fipsboot: {e}", as_json, 127, e.fix)
         return 127
+
+
+def run_command(profile_path: str, argv: List[str], dry_run: bool, as_json: bool) -> int:
+    """`fipsboot run` from its parsed options, for entry.py's lean path and cli.py's command."""
+    from .profile import load
+
+    return run(load(profile_path), argv, dry_run=dry_run, as_json=as_json)

@@ -8,7 +8,7 @@ import json
 import pytest
 from helpers import fipsboot
 
-from fipsboot import cli, report
+from fipsboot import output, report, textviews
 from fipsboot.printable import printable
 from fipsboot.tlspeer import parse_peer, valid_host
 
@@ -39,7 +39,7 @@ def test_status_text_escapes_process_names_command_lines_and_environment(capsys)
     r = {"mode": "fips", "last_change": {"command": "install", "time": None}, "processes": [p],
          "checks": [{"name": "x", "ok": False, "reason": FORGED, "fix": FORGED}],
          "notes": [FORGED], "summary": FORGED, "exit_code": 1}
-    cli.print_status(r)
+    output.result(r, False, textviews.status)
     out = capsys.readouterr().out
     no_control(out)
     assert "FAIL PID 42 srv\\x1b]0;pwned\\x07\\nPASS  tls-peer   all good\\r  user nobody\\x1b[2J" in out

@@ -13,15 +13,8 @@ from fipsboot import environ, fipsmodule, opensslcnf
 from fipsboot.errors import FipsbootError
 from fipsboot.inifile import set_value as set_ini_value
 from fipsboot.layout import resolve
-from fipsboot.platforms.linux import (
-    EnvFile,
-    ProfileBlock,
-    SystemdDropIn,
-    login_profile,
-    sh_double_quote,
-    systemd_quote,
-    systemd_unquote,
-)
+from fipsboot.platforms.shelltargets import EnvFile, ProfileBlock, login_profile, sh_double_quote
+from fipsboot.platforms.systemd import SystemdDropIn, systemd_quote, systemd_unquote
 from fipsboot.profile import parse
 
 TRICKY = ["/opt/a b/c", '/opt/q"uote', "/opt/d$ollar", "/opt/back`tick", "/opt/b\\slash",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from helpers import fipsboot
 
-from fipsboot import runrecords, warmrun
+from fipsboot import runfacts, runrecords, warmrun
 from fipsboot.journal import SYSTEM_STATE_DIR, Journal
 
 # The console script is exactly this (pip writes it): import sys, import the entry, call it.
@@ -29,7 +29,8 @@ FIPSBOOT_WARM = {"fipsboot", "fipsboot.entry", "fipsboot.errors", "fipsboot.proc
 STDLIB_WARM = {"__future__", "_hashlib", "stat", "_stat", "warnings"}
 NEVER = {"click", "dataclasses", "pathlib", "typing", "tomllib", "re", "json", "inspect",
          "hashlib", "hmac",
-         "subprocess", "enum", "fipsboot.runner", "fipsboot.profile", "fipsboot.verify"}
+         "subprocess", "enum", "fipsboot.runner", "fipsboot.profile", "fipsboot.verify",
+         "fipsboot.runfacts"}
 
 
 def imported(argv, env=None) -> tuple:
@@ -128,12 +129,12 @@ def test_a_change_made_while_the_verdict_ran_never_becomes_a_fact(installation30
     profile_path = installed(installation30)
     profile = load(profile_path)
     job = runner.prepare(profile, ["true"], caller())
-    before = warmrun.snapshot(profile, job)
+    before = runfacts.snapshot(profile, job)
     checks = runner.verdict(job["layout"], job["env"], job["journal"])
     assert all(c.ok for c in checks)
     cnf = installation30.config_dir / "openssl.cnf"
     cnf.write_text(cnf.read_text().replace("fips=yes", "fips=no"))
-    warmrun.remember(profile, job, checks, before)
+    runfacts.remember(profile, job, checks, before)
     assert not facts_file(profile_path).exists()
     p = fipsboot("run", "--profile", str(profile_path), "--", "true")
     assert p.returncode == 78 and "openssl.cnf" in p.stderr
