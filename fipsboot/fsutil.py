@@ -125,11 +125,6 @@ def read_with_stat(path: Path) -> Tuple[Optional[bytes], Optional[os.stat_result
         os.close(fd)
 
 
-def refuse_symlink(path: Path) -> None:
-    if os.path.islink(path):
-        raise _link_error(path)
-
-
 MAX_LINKS = 40  # as the kernel's own limit on links followed in one path
 PATH_ONLY = getattr(os, "O_PATH", os.O_RDONLY)
 

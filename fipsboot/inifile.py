@@ -92,8 +92,9 @@ def remove_value(text: str, section: str, key: str, drop_empty_section: bool) ->
 
 
 class IniStore:
-    """Journal store: the key names file, section and key; the value is
-    {"value": str or None, "section": bool} (None: the key is absent)."""
+    """Journal store (through stores.ValueStore): the key names file, section and key; the
+    value is {"value": str or None, "section": bool} (None: the key is absent). The file is
+    read and written through fsutil (no links followed, atomic writes)."""
 
     def get(self, key: str) -> dict:
         path, section, name = json.loads(key)
@@ -116,3 +117,7 @@ class IniStore:
             new = set_value(text, section, name, snapshot["value"])
         if new != text:
             fsutil.atomic_write(Path(path), new.encode("utf-8", "surrogateescape"))
+
+    def sweep(self, key: str) -> None:
+        """Remove the temp file a write killed before its rename left beside the file."""
+        fsutil.sweep_temp_files(Path(path_of(key)))

@@ -145,16 +145,8 @@ def apply(journal: Journal, command: str, plan: Plan, mode: str,
           extra: Optional[Dict] = None, prove: Optional[Callable[[], None]] = None) -> Optional[int]:
     """Apply every pending change in one checkpoint; any exception restores all of them."""
     with journal.begin(command) as txn:
-        for c in plan.pending:
-            if c.kind == "file":
-                path = Path(c.key)
-                if c.new is None:
-                    txn.remove_file(path)
-                else:
-                    txn.ensure_dir(path.parent)
-                    txn.write_file(path, c.new, c.mode, c.owner)
-            else:
-                txn.set_value(c.kind, c.key, c.new)
+        for c in plan.pending:  # each store knows what its change needs (a file's folder)
+            txn.change(c.kind, c.key, c.new, mode=c.mode, owner=c.owner)
         if prove is not None:
             prove()  # raises: everything above is rolled back
         managed = dict(journal.managed)

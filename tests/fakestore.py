@@ -1,5 +1,6 @@
-"""A journal `Store` for unit tests that need no OpenSSL and no files of a server: keyed
-JSON-able values, held in a JSON file so that a second process (the one a test killed, then
+"""A get/set store for unit tests that need no OpenSSL and no files of a server (the journal
+adapts it as it does the registry stores: fipsboot/stores.py `ValueStore`): keyed JSON-able
+values, held in a JSON file so that a second process (the one a test killed, then
 the one that recovers) sees the same values.
 
 `refuse=(key, value)` makes setting that key to that value raise OSError, as a store that
