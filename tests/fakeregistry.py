@@ -1,11 +1,11 @@
 """The test double for the Windows registry: an in-memory `Registry` with the real one's rules,
-swapped in with `winregistry.set_registry()` (as platformdirs' tests replace winreg)."""
+handed to the Windows backend and its targets as their registry (`WindowsBackend(fake)`)."""
 from __future__ import annotations
 
 from typing import Dict, Mapping, Optional, Tuple
 
 from fipsboot.errors import FipsbootError
-from fipsboot.platforms.winregistry import (
+from fipsboot.platforms.regseam import (
     ROOTS,
     Data,
     Registry,

@@ -10,7 +10,7 @@ from helpers import contents, fipsboot, sourced, tree_snapshot
 from systemdstandin import stand_in_systemctl
 
 from fipsboot.journal import Journal
-from fipsboot.platforms import winregistry
+from fipsboot.platforms import regseam
 from fipsboot.platforms.windows import WindowsBackend
 from fipsboot.profile import parse
 
@@ -153,25 +153,21 @@ def test_forced_rollbacks_keep_every_edited_copy(installation30):
 
 def test_forced_rollback_keeps_an_edited_registry_value(state_dir):
     fake = FakeRegistry()
-    fake.create_key(winregistry.HKLM, r"SYSTEM\CurrentControlSet\Control\Session Manager\Environment")
-    previous = winregistry.set_registry(fake)
-    try:
-        profile = parse({"server": {"platform": "windows", "install-dir": "C:\\GCTI\\ORS"},
-                         "account": {"targets": ["machine"]}}, Path("/p.toml"))
-        backend = WindowsBackend()
-        journal = Journal.for_installation(profile.install_dir, backend.stores())
-        (target,) = backend.targets(profile)
-        change = target.change({"OPENSSL_CONF": "C:\\cfg\\openssl.cnf", "OPENSSL_MODULES": None})
-        with journal.begin("install") as txn:
-            txn.set_value(change.kind, change.key, change.new)
-        fake.set_value(winregistry.HKLM,
-                       r"SYSTEM\CurrentControlSet\Control\Session Manager\Environment",
-                       "OPENSSL_CONF", "C:\\by-hand.cnf", winregistry.REG_SZ)
-        journal.rollback(force=True)
-        kept = list((journal.folder / "kept").glob("*registry.json"))
-        assert kept and "C:\\\\by-hand.cnf" in kept[0].read_text()
-    finally:
-        winregistry.set_registry(previous)
+    fake.create_key(regseam.HKLM, r"SYSTEM\CurrentControlSet\Control\Session Manager\Environment")
+    profile = parse({"server": {"platform": "windows", "install-dir": "C:\\GCTI\\ORS"},
+                     "account": {"targets": ["machine"]}}, Path("/p.toml"))
+    backend = WindowsBackend(fake)
+    journal = Journal.for_installation(profile.install_dir, backend.stores())
+    (target,) = backend.targets(profile)
+    change = target.change({"OPENSSL_CONF": "C:\\cfg\\openssl.cnf", "OPENSSL_MODULES": None})
+    with journal.begin("install") as txn:
+        txn.set_value(change.kind, change.key, change.new)
+    fake.set_value(regseam.HKLM,
+                   r"SYSTEM\CurrentControlSet\Control\Session Manager\Environment",
+                   "OPENSSL_CONF", "C:\\by-hand.cnf", regseam.REG_SZ)
+    journal.rollback(force=True)
+    kept = list((journal.folder / "kept").glob("*registry.json"))
+    assert kept and "C:\\\\by-hand.cnf" in kept[0].read_text()
 
 
 def test_a_failed_daemon_reload_is_retried_by_the_next_run(installation30, tmp_path):

@@ -17,15 +17,8 @@ from fipsboot import environ
 from fipsboot.errors import FipsbootError, HandEditError
 from fipsboot.journal import Journal
 from fipsboot.layout import resolve
-from fipsboot.platforms import backend_for, winregistry
-from fipsboot.platforms.windows import (
-    MACHINE_ENVIRONMENT_KEY,
-    MachineEnvironment,
-    ServiceEnvironment,
-    UserEnvironment,
-    WindowsBackend,
-)
-from fipsboot.platforms.winregistry import (
+from fipsboot.platforms import backend_for
+from fipsboot.platforms.regseam import (
     HKCU,
     HKLM,
     HKU,
@@ -33,6 +26,12 @@ from fipsboot.platforms.winregistry import (
     REG_MULTI_SZ,
     REG_SZ,
 )
+from fipsboot.platforms.windows import WindowsBackend
+from fipsboot.platforms.wineregistry import WineRegistry
+from fipsboot.platforms.winkeys import MACHINE_ENVIRONMENT_KEY
+from fipsboot.platforms.winregistry import WinRegistry
+from fipsboot.platforms.winservice import ServiceEnvironment
+from fipsboot.platforms.winvalues import MachineEnvironment, UserEnvironment
 from fipsboot.profile import parse
 
 INSTALL_DIR = "C:\\GCTI\\ORS 8.1.401.11"
@@ -53,9 +52,7 @@ def reg():
                        (HKU, SVC_SID + "\\Environment"), (HKCU, "Environment")]:
         fake.create_key(root, path)
     fake.set_value(HKLM, MACHINE_ENVIRONMENT_KEY, "Path", "C:\\Windows\\system32", REG_EXPAND_SZ)
-    previous = winregistry.set_registry(fake)
-    yield fake
-    winregistry.set_registry(previous)
+    return fake
 
 
 @pytest.fixture
@@ -85,6 +82,23 @@ def test_backend_builds_the_profiles_targets():
     assert [t.spec for t in targets] == ["service:ORS", "user:svc_ors", "machine"]
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="Wine is driven from Linux")
+def test_each_profile_gets_its_own_registry_and_nothing_is_left_behind():
+    """The registry is picked per profile and handed to the backend, its targets and its
+    store: a Wine profile's is its prefix's, and a later profile without a launcher gets the
+    machine's own registry again (no global remembers the earlier pick)."""
+    raw = {"server": {"platform": "windows", "install-dir": INSTALL_DIR, "launcher": ["wine"]},
+           "account": {"targets": ["machine"]}}
+    under_wine = backend_for(parse(raw, Path("/tmp/p.toml")))
+    assert isinstance(under_wine.registry, WineRegistry)
+    assert under_wine.registry.launcher == ["wine"]
+    (target,) = under_wine.targets(parse(raw, Path("/tmp/p.toml")))
+    assert target.registry is under_wine.registry
+    assert under_wine.stores()["registry"].registry is under_wine.registry
+    native = backend_for(profile(["machine"]))
+    assert type(native.registry) is WinRegistry
+
+
 def test_the_fips_values_for_a_windows_layout_are_the_ones_tested_here():
     assert environ.values(resolve(profile([])), environ.FIPS) == FIPS
 
@@ -92,24 +106,24 @@ def test_the_fips_values_for_a_windows_layout_are_the_ones_tested_here():
 # --- service:NAME -------------------------------------------------------------------------
 
 def test_service_environment_is_created(reg):
-    change = ServiceEnvironment("ORS").change(FIPS)
+    change = ServiceEnvironment(reg, "ORS").change(FIPS)
     assert (change.kind, change.key, change.action) == ("registry", "service:ORS", "create")
     assert change.old is None
     assert change.new == {"Environment": {"type": REG_MULTI_SZ, "data": [
         f"OPENSSL_CONF={CNF}", f"OPENSSL_MODULES={MODULES}"]}}
     assert change.variables == {"OPENSSL_CONF": [None, CNF], "OPENSSL_MODULES": [None, MODULES]}
     assert change.notes == ["restart service ORS for the server to get the new environment"]
-    WindowsBackend().stores()["registry"].set(change.key, change.new)
+    WindowsBackend(reg).stores()["registry"].set(change.key, change.new)
     assert service_env(reg) == ([f"OPENSSL_CONF={CNF}", f"OPENSSL_MODULES={MODULES}"],
                                 REG_MULTI_SZ)
-    assert ServiceEnvironment("ORS").read() == FIPS
+    assert ServiceEnvironment(reg, "ORS").read() == FIPS
 
 
 def test_service_merge_keeps_other_entries_in_order(reg):
     reg.set_value(HKLM, SERVICE_KEY, "Environment",
                   ["TZ=UTC", "OPENSSL_CONF=C:\\old\\openssl.cnf", "GCTI_LOG=D:\\logs"],
                   REG_MULTI_SZ)
-    target = ServiceEnvironment("ORS")
+    target = ServiceEnvironment(reg, "ORS")
     change = target.change(FIPS)
     assert change.action == "update"
     assert change.new["Environment"]["data"] == [
@@ -122,15 +136,15 @@ def test_service_names_match_any_case_and_duplicates_go(reg):
     reg.set_value(HKLM, SERVICE_KEY, "Environment",
                   ["openssl_conf=C:\\old.cnf", "A=1", "OPENSSL_CONF=C:\\other.cnf"], REG_MULTI_SZ)
     # Issue 17 (4): two spellings with different values are ambiguous, never "the first".
-    assert ServiceEnvironment("ORS").read()["OPENSSL_CONF"].startswith("<ambiguous")
-    change = ServiceEnvironment("ORS").change({"OPENSSL_CONF": CNF})
+    assert ServiceEnvironment(reg, "ORS").read()["OPENSSL_CONF"].startswith("<ambiguous")
+    change = ServiceEnvironment(reg, "ORS").change({"OPENSSL_CONF": CNF})
     assert change.new["Environment"]["data"] == [f"OPENSSL_CONF={CNF}", "A=1"]
 
 
 def test_service_already_right_is_unchanged(reg):
     reg.set_value(HKLM, SERVICE_KEY, "Environment",
                   ["A=1", f"OPENSSL_MODULES={MODULES}", f"OPENSSL_CONF={CNF}"], REG_MULTI_SZ)
-    change = ServiceEnvironment("ORS").change(FIPS)
+    change = ServiceEnvironment(reg, "ORS").change(FIPS)
     assert change.action == "unchanged" and change.managed_now == change.managed_new
 
 
@@ -138,44 +152,44 @@ def test_service_non_fips_removes_only_our_entries(reg):
     reg.set_value(HKLM, SERVICE_KEY, "Environment",
                   ["TZ=UTC", f"OPENSSL_CONF={CNF}", f"OPENSSL_MODULES={MODULES}", "B=2"],
                   REG_MULTI_SZ)
-    change = ServiceEnvironment("ORS").change(NONFIPS)
+    change = ServiceEnvironment(reg, "ORS").change(NONFIPS)
     assert change.new == {"Environment": {"type": REG_MULTI_SZ, "data": ["TZ=UTC", "B=2"]}}
     assert change.variables == {"OPENSSL_CONF": [CNF, None], "OPENSSL_MODULES": [MODULES, None]}
 
 
 def test_service_value_that_existed_stays_even_when_emptied(reg):
     reg.set_value(HKLM, SERVICE_KEY, "Environment", [f"OPENSSL_CONF={CNF}"], REG_MULTI_SZ)
-    change = ServiceEnvironment("ORS").change(NONFIPS)
+    change = ServiceEnvironment(reg, "ORS").change(NONFIPS)
     assert change.new == {"Environment": {"type": REG_MULTI_SZ, "data": []}}
 
 
 def test_service_without_environment_stays_without_one(reg):
-    change = ServiceEnvironment("ORS").change(NONFIPS)
+    change = ServiceEnvironment(reg, "ORS").change(NONFIPS)
     assert change.old is None and change.new is None and change.action == "unchanged"
 
 
 def test_missing_service_is_a_clear_error(reg):
     with pytest.raises(FipsbootError, match=r"service:NOPE: no such service"):
-        ServiceEnvironment("NOPE").change(FIPS)
+        ServiceEnvironment(reg, "NOPE").change(FIPS)
     with pytest.raises(FipsbootError, match="no such service"):
-        WindowsBackend().stores()["registry"].get("service:NOPE")
+        WindowsBackend(reg).stores()["registry"].get("service:NOPE")
 
 
 def test_service_environment_of_another_type_is_refused(reg):
     reg.set_value(HKLM, SERVICE_KEY, "Environment", "OPENSSL_CONF=x", REG_SZ)
     with pytest.raises(FipsbootError, match="not REG_MULTI_SZ"):
-        ServiceEnvironment("ORS").change(FIPS)
+        ServiceEnvironment(reg, "ORS").change(FIPS)
 
 
 # --- user:NAME ----------------------------------------------------------------------------
 
 def test_user_environment_goes_to_the_accounts_hive(reg):
-    change = UserEnvironment("svc_ors").change(FIPS)
+    change = UserEnvironment(reg, "svc_ors").change(FIPS)
     assert (change.kind, change.key, change.action) == ("registry", "user:svc_ors", "create")
     assert change.new == {"OPENSSL_CONF": {"type": REG_SZ, "data": CNF},
                           "OPENSSL_MODULES": {"type": REG_SZ, "data": MODULES}}
     assert "svc_ors must log on again" in change.notes[0]
-    WindowsBackend().stores()["registry"].set(change.key, change.new)
+    WindowsBackend(reg).stores()["registry"].set(change.key, change.new)
     assert reg.values(HKU, SVC_SID + "\\Environment") == {
         "OPENSSL_CONF": (CNF, REG_SZ), "OPENSSL_MODULES": (MODULES, REG_SZ)}
     assert reg.values(HKCU, "Environment") == {}
@@ -185,7 +199,7 @@ def test_user_keeps_the_existing_value_type(reg):
     reg.set_value(HKU, SVC_SID + "\\Environment", "OPENSSL_CONF", "%SystemDrive%\\old.cnf",
                   REG_EXPAND_SZ)
     reg.set_value(HKU, SVC_SID + "\\Environment", "TEMP", "%USERPROFILE%\\Temp", REG_EXPAND_SZ)
-    change = UserEnvironment("svc_ors").change(FIPS)
+    change = UserEnvironment(reg, "svc_ors").change(FIPS)
     assert change.old == {"OPENSSL_CONF": {"type": REG_EXPAND_SZ,
                                            "data": "%SystemDrive%\\old.cnf"}}
     assert change.new["OPENSSL_CONF"] == {"type": REG_EXPAND_SZ, "data": CNF}
@@ -193,8 +207,8 @@ def test_user_keeps_the_existing_value_type(reg):
 
 
 def test_current_user_goes_to_hkcu(reg):
-    change = UserEnvironment("ADMIN").change(FIPS)  # account names ignore case
-    WindowsBackend().stores()["registry"].set(change.key, change.new)
+    change = UserEnvironment(reg, "ADMIN").change(FIPS)  # account names ignore case
+    WindowsBackend(reg).stores()["registry"].set(change.key, change.new)
     assert reg.values(HKCU, "Environment") == {
         "OPENSSL_CONF": (CNF, REG_SZ), "OPENSSL_MODULES": (MODULES, REG_SZ)}
 
@@ -202,47 +216,48 @@ def test_current_user_goes_to_hkcu(reg):
 def test_hive_not_loaded_is_a_clear_error(reg):
     reg.accounts["ors2"] = "S-1-5-21-1-2-3-1002"
     with pytest.raises(FipsbootError, match=r"hive is not loaded \(HKU\\S-1-5-21-1-2-3-1002"):
-        UserEnvironment("ors2").change(FIPS)
+        UserEnvironment(reg, "ors2").change(FIPS)
 
 
 def test_unknown_account_is_an_error(reg):
     with pytest.raises(FipsbootError, match="no such account"):
-        UserEnvironment("nobody").read()
+        UserEnvironment(reg, "nobody").read()
 
 
 def test_user_non_fips_removes_only_our_values(reg):
     env = SVC_SID + "\\Environment"
     reg.set_value(HKU, env, "OPENSSL_CONF", CNF, REG_SZ)
     reg.set_value(HKU, env, "TEMP", "%USERPROFILE%\\Temp", REG_EXPAND_SZ)
-    change = UserEnvironment("svc_ors").change(NONFIPS)
+    change = UserEnvironment(reg, "svc_ors").change(NONFIPS)
     assert (change.action, change.new) == ("remove", None)
-    WindowsBackend().stores()["registry"].set(change.key, change.new)
+    WindowsBackend(reg).stores()["registry"].set(change.key, change.new)
     assert reg.values(HKU, env) == {"TEMP": ("%USERPROFILE%\\Temp", REG_EXPAND_SZ)}
 
 
 # --- machine ------------------------------------------------------------------------------
 
 def test_machine_environment(reg):
-    change = MachineEnvironment().change(FIPS)
+    change = MachineEnvironment(reg).change(FIPS)
     assert (change.kind, change.key, change.action) == ("registry", "machine", "create")
-    store = WindowsBackend().stores()["registry"]
+    store = WindowsBackend(reg).stores()["registry"]
     store.set(change.key, change.new)
     assert reg.values(HKLM, MACHINE_ENVIRONMENT_KEY) == {
         "Path": ("C:\\Windows\\system32", REG_EXPAND_SZ),
         "OPENSSL_CONF": (CNF, REG_SZ), "OPENSSL_MODULES": (MODULES, REG_SZ)}
-    removal = MachineEnvironment().change(NONFIPS)
+    removal = MachineEnvironment(reg).change(NONFIPS)
     store.set(removal.key, removal.new)
     assert reg.values(HKLM, MACHINE_ENVIRONMENT_KEY) == {
         "Path": ("C:\\Windows\\system32", REG_EXPAND_SZ)}
 
 
-@pytest.mark.parametrize("target", [ServiceEnvironment("ORS"), UserEnvironment("svc_ors"),
-                                    MachineEnvironment()], ids=lambda t: t.spec)
-def test_ld_library_path_is_never_written(reg, target):
-    change = target.change({**FIPS, "LD_LIBRARY_PATH": "C:\\x"})
+@pytest.mark.parametrize("make", [lambda r: ServiceEnvironment(r, "ORS"),
+                                  lambda r: UserEnvironment(r, "svc_ors"),
+                                  MachineEnvironment], ids=["service:ORS", "user:svc_ors", "machine"])
+def test_ld_library_path_is_never_written(reg, make):
+    change = make(reg).change({**FIPS, "LD_LIBRARY_PATH": "C:\\x"})
     assert set(change.variables) == {"OPENSSL_CONF", "OPENSSL_MODULES"}
     assert "LD_LIBRARY_PATH" not in json.dumps(change.new)
-    WindowsBackend().stores()["registry"].set(change.key, change.new)
+    WindowsBackend(reg).stores()["registry"].set(change.key, change.new)
     assert "LD_LIBRARY_PATH" not in repr(reg.dump())
 
 
@@ -252,7 +267,7 @@ def test_store_round_trip_is_exact(reg):
     reg.set_value(HKLM, SERVICE_KEY, "Environment", ["Z=1", "OPENSSL_CONF=a"], REG_MULTI_SZ)
     reg.set_value(HKU, SVC_SID + "\\Environment", "OPENSSL_MODULES", "%X%\\m", REG_EXPAND_SZ)
     reg.set_value(HKLM, MACHINE_ENVIRONMENT_KEY, "OPENSSL_CONF", "C:\\m.cnf", REG_SZ)
-    store = WindowsBackend().stores()["registry"]
+    store = WindowsBackend(reg).stores()["registry"]
     keys = ["service:ORS", "user:svc_ors", "machine", "user:admin"]
     before = reg.dump()
     snapshots = {k: json.loads(json.dumps(store.get(k))) for k in keys}  # as the journal keeps them
@@ -262,7 +277,7 @@ def test_store_round_trip_is_exact(reg):
                                                              "data": "%X%\\m"}}
     assert snapshots["user:admin"] is None
     for key in keys:
-        target = WindowsBackend().targets(profile([key]))[0]
+        target = WindowsBackend(reg).targets(profile([key]))[0]
         change = target.change(FIPS)
         store.set(key, change.new)
     assert reg.dump() != before
@@ -274,10 +289,10 @@ def test_store_round_trip_is_exact(reg):
 
 @pytest.mark.parametrize("key", ["service:ORS", "user:svc_ors", "machine"])
 def test_absent_created_restored_to_absent(reg, key):
-    store = WindowsBackend().stores()["registry"]
+    store = WindowsBackend(reg).stores()["registry"]
     before = reg.dump()
     assert store.get(key) is None
-    change = WindowsBackend().targets(profile([key]))[0].change(FIPS)
+    change = WindowsBackend(reg).targets(profile([key]))[0].change(FIPS)
     store.set(key, change.new)
     assert store.get(key) == change.new
     store.set(key, None)
@@ -286,7 +301,7 @@ def test_absent_created_restored_to_absent(reg, key):
 
 def test_store_refuses_a_snapshot_for_another_target(reg):
     with pytest.raises(FipsbootError, match="does not manage"):
-        WindowsBackend().stores()["registry"].set(
+        WindowsBackend(reg).stores()["registry"].set(
             "machine", {"Environment": {"type": REG_MULTI_SZ, "data": ["A=1"]}})
 
 
@@ -296,7 +311,7 @@ def test_store_refuses_a_snapshot_for_another_target(reg):
     (["machine"], 1), (["user:svc_ors"], 1), (["service:ORS"], 0),
     (["service:ORS", "machine", "user:svc_ors"], 1)])
 def test_broadcast_follows_machine_and_user_changes_only(reg, targets, broadcasts):
-    backend = WindowsBackend()
+    backend = WindowsBackend(reg)
     changes = [t.change(FIPS) for t in backend.targets(profile(targets))]
     notes = backend.after_apply(changes)
     assert reg.broadcasts == broadcasts
@@ -306,8 +321,8 @@ def test_broadcast_follows_machine_and_user_changes_only(reg, targets, broadcast
 def test_no_broadcast_when_nothing_changed(reg):
     reg.set_value(HKLM, MACHINE_ENVIRONMENT_KEY, "OPENSSL_CONF", CNF, REG_SZ)
     reg.set_value(HKLM, MACHINE_ENVIRONMENT_KEY, "OPENSSL_MODULES", MODULES, REG_SZ)
-    backend = WindowsBackend()
-    assert backend.after_apply([MachineEnvironment().change(FIPS)]) == []
+    backend = WindowsBackend(reg)
+    assert backend.after_apply([MachineEnvironment(reg).change(FIPS)]) == []
     assert reg.broadcasts == 0
 
 
@@ -328,7 +343,7 @@ def test_journal_rollback_restores_the_registry_exactly(reg, state):
                   ["TZ=UTC", "OPENSSL_CONF=C:\\old.cnf"], REG_MULTI_SZ)
     reg.set_value(HKU, SVC_SID + "\\Environment", "OPENSSL_CONF", "%OLD%", REG_EXPAND_SZ)
     before = reg.dump()
-    backend = WindowsBackend()
+    backend = WindowsBackend(reg)
     targets = backend.targets(profile(["service:ORS", "user:svc_ors", "machine"]))
     journal, _ = apply_through_journal(backend, targets, FIPS)
     assert [t.read() for t in targets] == [FIPS] * 3
@@ -338,8 +353,8 @@ def test_journal_rollback_restores_the_registry_exactly(reg, state):
 
 
 def test_a_hand_edit_after_apply_stops_the_rollback(reg, state):
-    backend = WindowsBackend()
-    journal, _ = apply_through_journal(backend, [MachineEnvironment()], FIPS)
+    backend = WindowsBackend(reg)
+    journal, _ = apply_through_journal(backend, [MachineEnvironment(reg)], FIPS)
     reg.set_value(HKLM, MACHINE_ENVIRONMENT_KEY, "OPENSSL_CONF", "C:\\by-hand.cnf", REG_SZ)
     edited = reg.dump()
     with pytest.raises(HandEditError, match="machine"):
@@ -348,7 +363,7 @@ def test_a_hand_edit_after_apply_stops_the_rollback(reg, state):
 
 
 def test_install_then_reset_then_rollback_twice(reg, state):
-    backend = WindowsBackend()
+    backend = WindowsBackend(reg)
     targets = backend.targets(profile(["service:ORS", "machine"]))
     before = reg.dump()
     apply_through_journal(backend, targets, FIPS)
@@ -363,9 +378,9 @@ def test_install_then_reset_then_rollback_twice(reg, state):
 
 def test_failure_inside_the_transaction_restores_the_registry(reg, state):
     before = reg.dump()
-    backend = WindowsBackend()
+    backend = WindowsBackend(reg)
     journal = Journal.for_installation(INSTALL_DIR, backend.stores())
-    change = MachineEnvironment().change(FIPS)
+    change = MachineEnvironment(reg).change(FIPS)
     with pytest.raises(RuntimeError):
         with journal.begin("install") as txn:
             txn.set_value(change.kind, change.key, change.new)
@@ -377,7 +392,7 @@ def test_failure_inside_the_transaction_restores_the_registry(reg, state):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="checks the behaviour off Windows")
 def test_real_registry_off_windows_says_so():
-    real = winregistry.Registry()
+    real = WinRegistry()
     assert real.broadcast_setting_change() is False
     with pytest.raises(FipsbootError, match="only be reached on Windows"):
         real.get_value(HKLM, MACHINE_ENVIRONMENT_KEY, "OPENSSL_CONF")
@@ -395,17 +410,17 @@ def test_fake_refuses_what_the_registry_could_not_give_back(reg):
 
 def test_launch_returns_the_servers_exit_code():
     argv = [sys.executable, "-c", "import sys; sys.exit(7)"]
-    assert WindowsBackend().launch(argv, {"PATH": ""}) == 7
+    assert WindowsBackend(FakeRegistry()).launch(argv, {"PATH": ""}) == 7
 
 
 def test_launch_passes_the_environment():
     code = "import os, sys; sys.exit(0 if os.environ.get('OPENSSL_CONF') == 'x' else 1)"
-    assert WindowsBackend().launch([sys.executable, "-c", code], {"OPENSSL_CONF": "x"}) == 0
+    assert WindowsBackend(FakeRegistry()).launch([sys.executable, "-c", code], {"OPENSSL_CONF": "x"}) == 0
 
 
 def test_launch_of_a_missing_program_is_a_clear_error(tmp_path):
     with pytest.raises(FipsbootError, match="cannot start"):
-        WindowsBackend().launch([str(tmp_path / "no-such-server.exe")], {})
+        WindowsBackend(FakeRegistry()).launch([str(tmp_path / "no-such-server.exe")], {})
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -429,7 +444,7 @@ def test_launch_forwards_ctrl_c_to_the_server(tmp_path):
     presser = threading.Thread(target=press_ctrl_c)
     presser.start()
     try:
-        code = WindowsBackend().launch([sys.executable, "-c", child], {})
+        code = WindowsBackend(FakeRegistry()).launch([sys.executable, "-c", child], {})
     finally:
         presser.join()
     assert code == 3
@@ -439,4 +454,4 @@ def test_launch_forwards_ctrl_c_to_the_server(tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_launch_reports_a_server_killed_by_a_signal_as_128_plus_n():
     argv = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"]
-    assert WindowsBackend().launch(argv, {}) == 128 + signal.SIGTERM
+    assert WindowsBackend(FakeRegistry()).launch(argv, {}) == 128 + signal.SIGTERM

@@ -14,15 +14,8 @@ from fipsboot import environ, verify
 from fipsboot.errors import OpenSSLError, ProfileError
 from fipsboot.journal import Journal, installation_key
 from fipsboot.layout import resolve
-from fipsboot.platforms import winregistry, winstart
-from fipsboot.platforms.windows import (
-    MACHINE_ENVIRONMENT_KEY,
-    MachineEnvironment,
-    ServiceEnvironment,
-    UserEnvironment,
-    WindowsBackend,
-)
-from fipsboot.platforms.winregistry import (
+from fipsboot.platforms import winstart
+from fipsboot.platforms.regseam import (
     HKCU,
     HKLM,
     REG_EXPAND_SZ,
@@ -30,6 +23,10 @@ from fipsboot.platforms.winregistry import (
     REG_SZ,
     expand_environment_strings,
 )
+from fipsboot.platforms.windows import WindowsBackend
+from fipsboot.platforms.winkeys import MACHINE_ENVIRONMENT_KEY
+from fipsboot.platforms.winservice import ServiceEnvironment
+from fipsboot.platforms.winvalues import MachineEnvironment, UserEnvironment
 from fipsboot.profile import parse
 
 INSTALL_DIR = "C:\\GCTI\\ORS 8.1.401.11"
@@ -43,9 +40,7 @@ def reg():
     for root, path in [(HKLM, SERVICE_KEY), (HKLM, MACHINE_ENVIRONMENT_KEY),
                        (HKCU, "Environment")]:
         fake.create_key(root, path)
-    previous = winregistry.set_registry(fake)
-    yield fake
-    winregistry.set_registry(previous)
+    return fake
 
 
 @pytest.fixture
@@ -69,11 +64,11 @@ def fips_values(p):
 def test_a_percent_path_is_written_as_reg_sz_even_over_an_expanding_value(reg):
     p = profile({"config-dir": "C:\\GCTI\\CFG%OS%"})
     reg.set_value(HKLM, MACHINE_ENVIRONMENT_KEY, "OPENSSL_CONF", "C:\\old.cnf", REG_EXPAND_SZ)
-    change = MachineEnvironment().change(fips_values(p))
+    change = MachineEnvironment(reg).change(fips_values(p))
     assert change.new["OPENSSL_CONF"] == {"type": REG_SZ,
                                           "data": "C:\\GCTI\\CFG%OS%\\openssl.cnf"}
     # A new value with a % too: never REG_EXPAND_SZ.
-    assert UserEnvironment("admin").change(fips_values(p)).new["OPENSSL_CONF"]["type"] == REG_SZ
+    assert UserEnvironment(reg, "admin").change(fips_values(p)).new["OPENSSL_CONF"]["type"] == REG_SZ
 
 
 def test_verify_compares_the_expanded_value(reg):
@@ -85,22 +80,22 @@ def test_verify_compares_the_expanded_value(reg):
                   REG_EXPAND_SZ)
     reg.set_value(HKLM, MACHINE_ENVIRONMENT_KEY, "OPENSSL_MODULES", want["OPENSSL_MODULES"],
                   REG_SZ)
-    assert MachineEnvironment().read()["OPENSSL_CONF"] == "C:\\GCTI\\CFGWindows_NT\\openssl.cnf"
-    check = verify.check_targets(layout, [MachineEnvironment()], environ.FIPS, {})
+    assert MachineEnvironment(reg).read()["OPENSSL_CONF"] == "C:\\GCTI\\CFGWindows_NT\\openssl.cnf"
+    check = verify.check_targets(layout, [MachineEnvironment(reg)], environ.FIPS, {})
     assert not check.ok and "OPENSSL_CONF" in check.reason
     # The same text as REG_SZ is exactly the path: it passes; install makes it so.
-    change = MachineEnvironment().change(want)
+    change = MachineEnvironment(reg).change(want)
     assert change.changed and change.new["OPENSSL_CONF"]["type"] == REG_SZ
-    WindowsBackend().stores()["registry"].set(change.key, change.new)
-    assert verify.check_targets(layout, [MachineEnvironment()], environ.FIPS, {}).ok
+    WindowsBackend(reg).stores()["registry"].set(change.key, change.new)
+    assert verify.check_targets(layout, [MachineEnvironment(reg)], environ.FIPS, {}).ok
 
 
 def test_an_expanding_value_without_percent_in_ours_keeps_its_type(reg):
     p = profile()
     reg.set_value(HKLM, MACHINE_ENVIRONMENT_KEY, "OPENSSL_CONF", "%SystemDrive%\\x.cnf",
                   REG_EXPAND_SZ)
-    assert MachineEnvironment().read()["OPENSSL_CONF"] == "C:\\x.cnf"
-    change = MachineEnvironment().change(fips_values(p))
+    assert MachineEnvironment(reg).read()["OPENSSL_CONF"] == "C:\\x.cnf"
+    change = MachineEnvironment(reg).change(fips_values(p))
     assert change.new["OPENSSL_CONF"]["type"] == REG_EXPAND_SZ
 
 
@@ -173,9 +168,9 @@ def test_a_second_spelling_in_the_service_environment_fails_the_targets_check(re
                   [f"OPENSSL_CONF={want['OPENSSL_CONF']}",
                    f"OPENSSL_MODULES={want['OPENSSL_MODULES']}",
                    "openssl_conf=C:\\evil.cnf"], REG_MULTI_SZ)
-    check = verify.check_targets(resolve(p), [ServiceEnvironment("ORS")], environ.FIPS, {})
+    check = verify.check_targets(resolve(p), [ServiceEnvironment(reg, "ORS")], environ.FIPS, {})
     assert not check.ok and "evil" in check.reason
-    change = ServiceEnvironment("ORS").change(want)  # install puts one spelling back
+    change = ServiceEnvironment(reg, "ORS").change(want)  # install puts one spelling back
     assert [e for e in change.new["Environment"]["data"] if "evil" in e] == []
 
 
@@ -205,7 +200,7 @@ def test_rollback_gives_back_the_exact_spelling_type_and_data(reg, state):
                   ["LOGDIR=C:\\logs\\0001", "USER_NAME=José", "openssl_modules=C:\\m"],
                   REG_MULTI_SZ)
     before = reg.dump()
-    backend = WindowsBackend()
+    backend = WindowsBackend(reg)
     targets = backend.targets(profile(targets=["service:ORS", "machine"]))
     journal = Journal.for_installation(INSTALL_DIR, backend.stores())
     for values in (fips_values(profile()), {"OPENSSL_CONF": None, "OPENSSL_MODULES": None}):

@@ -19,8 +19,9 @@ import getpass
 import sys
 from typing import Dict, Mapping, Optional
 
-from .windows import MACHINE_ENVIRONMENT_KEY, MachineEnvironment, UserEnvironment
-from .winregistry import HKCU, HKLM, where
+from .regseam import HKCU, HKLM, Registry, where
+from .winkeys import MACHINE_ENVIRONMENT_KEY, USER_ENVIRONMENT_KEY
+from .winvalues import MachineEnvironment, UserEnvironment
 
 OVERRIDABLE = ("OPENSSL_CONF", "OPENSSL_MODULES")
 
@@ -29,17 +30,19 @@ def applies(layout) -> bool:
     return layout.windows and bool(layout.profile.launcher) and sys.platform != "win32"
 
 
-def overrides(layout) -> Dict[str, Dict[str, str]]:
+def overrides(layout, registry: Optional[Registry] = None) -> Dict[str, Dict[str, str]]:
     """{variable: {"value", "where"}} that Wine gives every process it starts (the account's
-    value over the machine's, as Windows merges them); {} off Wine."""
+    value over the machine's, as Windows merges them); {} off Wine. `registry`: the prefix's,
+    when the caller holds the backend's already (else picked from the profile)."""
     if not applies(layout):
         return {}
-    from . import backend_for
+    if registry is None:
+        from . import registry_for
 
-    backend_for(layout.profile)  # reach the prefix's registry
+        registry = registry_for(layout.profile)
     found: Dict[str, Dict[str, str]] = {}
-    places = [(MachineEnvironment(), where(HKLM, MACHINE_ENVIRONMENT_KEY)),
-              (UserEnvironment(getpass.getuser()), where(HKCU, "Environment"))]
+    places = [(MachineEnvironment(registry), where(HKLM, MACHINE_ENVIRONMENT_KEY)),
+              (UserEnvironment(registry, getpass.getuser()), where(HKCU, USER_ENVIRONMENT_KEY))]
     for target, place in places:
         for name, value in target.read().items():
             if name in OVERRIDABLE and value is not None:
@@ -48,10 +51,11 @@ def overrides(layout) -> Dict[str, Dict[str, str]]:
 
 
 def conflict(layout, env: Mapping[str, str],
-             found: Optional[Dict[str, Dict[str, str]]] = None) -> Optional[str]:
+             found: Optional[Dict[str, Dict[str, str]]] = None,
+             registry: Optional[Registry] = None) -> Optional[str]:
     """Why a process started with `env` would not get `env`'s OpenSSL variables; None: it
     would."""
-    found = overrides(layout) if found is None else found
+    found = overrides(layout, registry) if found is None else found
     for name, o in sorted(found.items()):
         if env.get(name) != o["value"]:
             return (f"Wine's registry environment sets {name}={o['value']} ({o['where']}), "

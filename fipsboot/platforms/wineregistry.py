@@ -4,7 +4,7 @@ On Linux, driving a Windows installation under Wine (`launcher = ["wine"]`), the
 account and machine environment live in the prefix's registry, and Wine builds each new
 process's environment from the machine's and the account's Environment keys as Windows does.
 This gives the Windows backend's targets a real registry to work on here. It has the
-interface of `winregistry.Registry`; `platforms.backend_for` installs it for such profiles.
+interface of `regseam.Registry`; `platforms.backend_for` picks it for such profiles.
 
 Values go through `reg export` and `reg import` files (UTF-16, every value as hex data), never
 through `reg query`'s text or `reg add`'s command line: those read `\\0` inside an entry as
@@ -23,115 +23,27 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from ..errors import FipsbootError
 from ..processes import Result, run_together
-from .winregistry import (
-    REG_EXPAND_SZ,
-    REG_MULTI_SZ,
-    REG_SZ,
+from .regfile import TYPE_NAMES, RawValues, decode, delete_line, import_text, parse_export, set_line
+from .regseam import (
     Data,
+    Registry,
     RegValue,
     check_value,
     expand_environment_strings,
+    not_a_string,
     where,
 )
+from .winkeys import MACHINE_ENVIRONMENT_KEY
 
 TIMEOUT = 120
 WINE_ACCOUNT = "wine-current-user"  # Wine has one account: the Unix user running it
-TYPE_NUMBERS = {REG_SZ: 1, REG_EXPAND_SZ: 2, REG_MULTI_SZ: 7}
-TYPE_NAMES = {n: t for t, n in TYPE_NUMBERS.items()}
-ROOT_NAMES = {"HKLM": "HKEY_LOCAL_MACHINE", "HKU": "HKEY_USERS", "HKCU": "HKEY_CURRENT_USER"}
-MACHINE_ENVIRONMENT = r"SYSTEM\CurrentControlSet\Control\Session Manager\Environment"
-# Raw registry values: {name as stored: (type number, data bytes)}
-RawValues = Dict[str, Tuple[int, bytes]]
 
 
 def _not_found(r: Result) -> bool:
     return r.returncode == 1 and "unable to find" in r.output.lower()
 
 
-def _unescape(text: str) -> str:
-    """A quoted .reg string's content: `\\\\`, `\\"`, `\\n`, `\\r`, `\\0` escapes."""
-    out, i = [], 0
-    escapes = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "0": "\0"}
-    while i < len(text):
-        c = text[i]
-        if c == "\\" and i + 1 < len(text):
-            out.append(escapes.get(text[i + 1], text[i + 1]))
-            i += 2
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
-def _quoted(line: str) -> Tuple[str, str]:
-    """Split `"name"=rest` (or `@=rest`) into the unescaped name and the rest."""
-    if line.startswith("@="):
-        return "", line[2:]
-    i = 1
-    while i < len(line):
-        if line[i] == "\\":
-            i += 2
-            continue
-        if line[i] == '"':
-            break
-        i += 1
-    return _unescape(line[1:i]), line[i + 2:]
-
-
-def parse_export(text: str) -> RawValues:
-    """The values of the first key in a `reg export` file (the key asked for; its subkeys
-    follow in their own sections)."""
-    lines = text.replace("\r\n", "\n").split("\n")
-    values: RawValues = {}
-    in_first, i = None, 0
-    while i < len(lines):
-        line = lines[i]
-        i += 1
-        if line.startswith("["):
-            if in_first is not None:
-                break
-            in_first = True
-            continue
-        if not in_first or not (line.startswith('"') or line.startswith("@=")):
-            continue
-        while line.endswith("\\") and i < len(lines):  # hex data continues on the next line
-            line = line[:-1] + lines[i].strip()
-            i += 1
-        name, data = _quoted(line)
-        if data.startswith('"'):
-            values[name] = (1, (_unescape(data[1:-1]) + "\0").encode("utf-16-le"))
-        elif data.startswith("hex("):
-            kind, _, hexdata = data[4:].partition("):")
-            values[name] = (int(kind, 16), bytes.fromhex(hexdata.replace(",", "")))
-        elif data.startswith("hex:"):
-            values[name] = (3, bytes.fromhex(data[4:].replace(",", "")))
-        elif data.startswith("dword:"):
-            values[name] = (4, int(data[6:], 16).to_bytes(4, "little"))
-        else:
-            values[name] = (-1, b"")
-    return values
-
-
-def decode(kind: int, raw: bytes) -> Data:
-    text = raw.decode("utf-16-le", "surrogatepass")
-    if kind == 7:
-        return [s for s in text.rstrip("\0").split("\0") if s]
-    return text.split("\0", 1)[0]
-
-
-def encode(data: Data, kind: str) -> bytes:
-    if kind == REG_MULTI_SZ:
-        text = "".join(s + "\0" for s in data) + "\0"
-    else:
-        text = data + "\0"
-    return text.encode("utf-16-le", "surrogatepass")
-
-
-def _escape_name(name: str) -> str:
-    return name.replace("\\", "\\\\").replace('"', '\\"')
-
-
-class WineRegistry:
+class WineRegistry(Registry):
     def __init__(self, launcher: Sequence[str]):
         self.launcher = list(launcher)
 
@@ -182,12 +94,10 @@ class WineRegistry:
         return parse_export(text)
 
     def _import(self, root: str, path: str, line: str) -> None:
-        text = (f"Windows Registry Editor Version 5.00\r\n\r\n"
-                f"[{ROOT_NAMES[root]}\\{path}]\r\n{line}\r\n")
         host, native = self._scratch()
         try:
             with open(os.path.join(host, "value.reg"), "wb") as f:
-                f.write(b"\xff\xfe" + text.encode("utf-16-le", "surrogatepass"))
+                f.write(import_text(root, path, line))
             r = self._reg("import", native + "\\value.reg")
         finally:
             shutil.rmtree(host, ignore_errors=True)
@@ -205,31 +115,28 @@ class WineRegistry:
         if name.casefold() not in found:
             return None  # the value or its key does not exist
         kind, raw = found[name.casefold()]
-        if kind not in TYPE_NAMES:  # as winregistry.Registry: strings only
-            raise FipsbootError(f"{where(root, path, name)} has registry type {kind}, "
-                                f"not a string: fipsboot leaves it alone",
-                                "delete the value or make it a REG_SZ, then run again")
+        if kind not in TYPE_NAMES:  # as every registry: strings only
+            raise not_a_string(where(root, path, name), kind)
         return decode(kind, raw), TYPE_NAMES[kind]
 
     def set_value(self, root: str, path: str, name: str, data: Data, kind: str) -> None:
         check_value(data, kind)
         if not self.subkey_exists(root, path):  # an import would create it; fipsboot never does
             raise FipsbootError(f"cannot write {where(root, path, name)}: the key does not exist")
-        hexdata = ",".join(f"{b:02x}" for b in encode(data, kind))
-        self._import(root, path, f'"{_escape_name(name)}"=hex({TYPE_NUMBERS[kind]:x}):{hexdata}')
+        self._import(root, path, set_line(name, data, kind))
         if self.get_value(root, path, name) != (data, kind):
             raise FipsbootError(f"{where(root, path, name)} does not read back as written")
 
     def delete_value(self, root: str, path: str, name: str) -> None:
         if self.get_value(root, path, name) is None:
             return  # gone already is fine
-        self._import(root, path, f'"{_escape_name(name)}"=-')
+        self._import(root, path, delete_line(name))
         if self.get_value(root, path, name) is not None:
             raise FipsbootError(f"{where(root, path, name)} is still there after its deletion")
 
     def expand(self, text: str) -> str:
         """As Windows expands a REG_EXPAND_SZ for a process: with the machine environment."""
-        machine = self.export("HKLM", MACHINE_ENVIRONMENT) or {}
+        machine = self.export("HKLM", MACHINE_ENVIRONMENT_KEY) or {}
         lookup = {n: decode(k, raw) for n, (k, raw) in machine.items() if k in (1, 2)}
         return expand_environment_strings(text, {n: v for n, v in lookup.items()
                                                  if isinstance(v, str)})
