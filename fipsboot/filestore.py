@@ -20,6 +20,7 @@ from typing import Any, List, Optional, Tuple
 
 from . import fsutil, testseam
 from .backups import Backups, Slot, is_backup_of
+from .errors import FipsbootError
 
 FILE, FOLDER = "file", "dir"
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -37,6 +38,7 @@ class FileStore:
 
     follow_up = True
     detects_edits = True
+    listed = True
 
     def problem(self, entry: dict, checkpoint: int) -> Optional[str]:
         key = entry["key"]
@@ -98,6 +100,16 @@ class FileStore:
     def sweep(self, entry: dict) -> None:
         fsutil.sweep_temp_files(Path(entry["key"]))
 
+    def describe(self, entry: dict, backups: Backups) -> dict:
+        before = None
+        if entry.get("backup"):
+            try:
+                before = "sha256:" + fsutil.digest(backups.load(entry["backup"]))
+            except (OSError, FipsbootError):
+                before = "sha256:backup unreadable"
+        return {"kind": "file", "before": before or "absent",
+                "after": f"sha256:{entry['after']}" if entry.get("after") else "removed"}
+
 
 class FolderStore:
     """A folder fipsboot created (for a file it writes): recorded only when it was missing,
@@ -105,6 +117,7 @@ class FolderStore:
 
     follow_up = False  # the file written into it carries the follow-up
     detects_edits = False
+    listed = False  # made for a file: the file is the change a person names
 
     def problem(self, entry: dict, checkpoint: int) -> Optional[str]:
         return _path_problem(FOLDER, entry["key"])
@@ -137,3 +150,6 @@ class FolderStore:
 
     def sweep(self, entry: dict) -> None:
         fsutil.sweep_temp_files(Path(entry["key"]), folder=True)
+
+    def describe(self, entry: dict, backups: Backups) -> dict:
+        return {"kind": "folder", "before": None, "after": "created"}

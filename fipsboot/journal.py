@@ -106,6 +106,22 @@ class Journal:
             raise FipsbootError(f"fipsboot has no store of kind {kind!r} here "
                                 f"(known: {', '.join(sorted(self.stores))})") from None
 
+    def describe(self, cp: dict) -> List[dict]:
+        """Each change of checkpoint `cp` in words: {"what", "kind", "before", "after"}."""
+        out = []
+        for entry in cp["entries"]:
+            try:
+                said = self.store(entry["kind"]).describe(entry, self.backups)
+            except FipsbootError:  # a kind this platform has no store for: as recorded
+                said = {"kind": entry["kind"], "before": None, "after": None}
+            out.append({"what": entry["key"], **said})
+        return out
+
+    def named_changes(self, cp: dict) -> List[str]:
+        """The keys of `cp` a person would name (not the folders made for its files)."""
+        return [e["key"] for e in cp["entries"]
+                if getattr(self.stores.get(e["kind"]), "listed", True)]
+
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """One fipsboot at a time; the journal is re-read once the lock is held, so nothing

@@ -212,25 +212,7 @@ def cmvp_section(profile, checks: List[Check], mode: str) -> dict:
 def journal_section(journal: Journal) -> dict:
     rows = []
     for cp in journal.checkpoints:
-        changes = []
-        for e in cp.get("entries", []):
-            if e.get("kind") == "dir":
-                changes.append({"what": e["key"], "kind": "folder", "before": None,
-                                "after": "created"})
-                continue
-            if e.get("kind") == "file":
-                before = None
-                if e.get("backup"):
-                    try:
-                        before = fsutil.digest(fsutil.read(journal.folder / "backups" / e["backup"]))
-                    except OSError:
-                        before = "backup unreadable"
-                changes.append({"what": e["key"], "kind": "file",
-                                "before": f"sha256:{before}" if before else "absent",
-                                "after": f"sha256:{e['after']}" if e.get("after") else "removed"})
-                continue
-            changes.append({"what": e["key"], "kind": e.get("kind"),
-                            "before": json.dumps(e.get("before")), "after": json.dumps(e.get("after"))})
+        changes = journal.describe(cp)
         rows.append({"id": cp["id"], "time": cp.get("time"), "command": cp["command"],
                      "user": cp.get("user") or "not recorded", "status": cp["status"],
                      "changes": changes})

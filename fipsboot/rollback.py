@@ -14,7 +14,7 @@ def checkpoints(profile) -> dict:
     return {"command": "rollback", "mode": journal.mode, "changed": False, "checkpoint": None,
             "checkpoints": [
         {"id": c["id"], "command": c["command"], "time": c["time"], "status": c["status"],
-         "changes": [e["key"] for e in c["entries"] if e["kind"] != "dir"]}
+         "changes": journal.named_changes(c)}
         for c in journal.checkpoints]}
 
 

@@ -76,8 +76,8 @@ def snapshot(profile, job: dict) -> list:
         records.append(["content", path, digest(read_file(path))])
     folder = str(journal.folder)
     records.append(["lstat", folder, signature(folder, follow=False)])
-    from .journal import installation_key
-    from .journal import state_root as journal_root
+    from .statedir import installation_key
+    from .statedir import state_root as journal_root
 
     primary = str(journal_root() / installation_key(profile.install_dir))
     if primary != folder:  # a legacy folder is used only while the primary one is absent

@@ -16,6 +16,10 @@ entry the journal asks its store to:
     restore(entry, backups)      put back what the snapshot recorded; idempotent
     keep(entry)                  (bytes, name) of what a forced rollback is about to overwrite
     sweep(entry)                 remove what a killed change left (a write's temp file)
+    describe(entry, backups)     what changed, for people and the report: {"kind", "before",
+                                 "after"}
+
+`listed`: the entry is a change a person names (a folder made for a file is not);
 
 `follow_up`: a change needs the backend's follow-up (daemon-reload, WM_SETTINGCHANGE);
 `detects_edits`: the entry records "after". A store that only gets and sets a value (the
@@ -40,6 +44,7 @@ class GetSetStore(Protocol):
 class Store(Protocol):
     follow_up: bool
     detects_edits: bool
+    listed: bool
 
     def problem(self, entry: dict, checkpoint: int) -> Optional[str]: ...
     def needs(self, key: str, new: Any) -> List[Tuple[str, str, Any]]: ...
@@ -50,6 +55,7 @@ class Store(Protocol):
     def restore(self, entry: dict, backups: Backups) -> None: ...
     def keep(self, entry: dict) -> Optional[Tuple[bytes, str]]: ...
     def sweep(self, entry: dict) -> None: ...
+    def describe(self, entry: dict, backups: Backups) -> dict: ...
 
 
 class ValueStore:
@@ -59,6 +65,7 @@ class ValueStore:
 
     follow_up = True
     detects_edits = True
+    listed = True
 
     def __init__(self, kind: str, values: GetSetStore):
         self.kind, self.values = kind, values
@@ -95,6 +102,10 @@ class ValueStore:
         sweep = getattr(self.values, "sweep", None)  # a value kept in a file (the INI value)
         if sweep is not None:
             sweep(entry["key"])
+
+    def describe(self, entry: dict, backups: Backups) -> dict:
+        return {"kind": self.kind, "before": json.dumps(entry.get("before")),
+                "after": json.dumps(entry.get("after"))}
 
 
 def journal_stores(extra: Optional[Dict[str, Any]] = None) -> Dict[str, Store]:

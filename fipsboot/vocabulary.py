@@ -42,7 +42,7 @@ class Change:
     notes: List[str] = field(default_factory=list)
     mode: Optional[int] = None  # None: keep the file's mode (0644 for a new file)
     owner: Optional[Tuple[int, int]] = None  # (uid, gid) for a new file; existing files keep theirs
-    where: Optional[str] = None  # the real file behind a stored value (two targets, one file)
+    where: Optional[str] = None  # the file behind it, if any (two targets must not share one)
 
     @property
     def changed(self) -> bool:
@@ -71,7 +71,7 @@ class Change:
             return ""
         import difflib  # only for the JSON of a plan: not on `run`'s start-up
 
-        if self.kind == "file":
+        if isinstance(self.old, bytes) or isinstance(self.new, bytes):  # a file's bytes
             old, new = (b.decode("utf-8", "replace") if b is not None else None
                         for b in (self.old, self.new))
         else:  # a stored value (the server's switch, a registry value): its JSON
@@ -88,7 +88,7 @@ def file_change(path: Path, label: str, old: Optional[bytes], new: Optional[byte
                 managed_now: Optional[str], managed_new: str, variables=None,
                 notes=None, owner=None) -> Change:
     return Change("file", str(path), label, old, new, managed_now, managed_new,
-                  dict(variables or {}), list(notes or []), owner=owner)
+                  dict(variables or {}), list(notes or []), owner=owner, where=str(path))
 
 
 @dataclass
@@ -102,7 +102,7 @@ class Plan:
 
         seen: Dict[str, str] = {}
         for c in self.changes:
-            where = os.path.realpath(c.where or c.key) if (c.kind == "file" or c.where) else c.key
+            where = os.path.realpath(c.where) if c.where else c.key
             if where in seen:
                 raise UsageError(f"{seen[where]} and {c.label} both name {where}; "
                                  "give each target its own file")

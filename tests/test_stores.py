@@ -300,6 +300,24 @@ def test_a_file_write_is_journaled_and_rolled_back_with_the_folders_it_made(tmp_
     assert not (tmp_path / "etc" / "x").exists() and (tmp_path / "etc").is_dir()
 
 
+def test_each_store_says_what_changed_and_folders_are_not_named(tmp_path, target, journal):
+    """What `rollback --list` and the report show of a checkpoint comes from its stores."""
+    old = fsutil.digest(target.read_bytes())
+    new_file = tmp_path / "made" / "new.conf"
+    with journal.lock(), journal.begin("install") as txn:
+        txn.change("file", str(target), b"fips\n", mode=None, owner=None)
+        txn.change("file", str(new_file), b"new\n", mode=None, owner=None)
+        txn.commit(mode="fips")
+    (cp,) = journal.checkpoints
+    assert journal.named_changes(cp) == [str(target), str(new_file)]
+    said = {d["what"]: d for d in journal.describe(cp)}
+    assert said[str(target)] == {"what": str(target), "kind": "file", "before": f"sha256:{old}",
+                                 "after": f"sha256:{fsutil.digest(b'fips' + chr(10).encode())}"}
+    assert said[str(new_file)]["before"] == "absent"
+    assert said[str(new_file.parent)] == {"what": str(new_file.parent), "kind": "folder",
+                                          "before": None, "after": "created"}
+
+
 def test_a_hand_edited_file_stops_rollback_and_force_keeps_a_copy(target, journal):
     install(journal, target, b"fips\n")
     target.write_bytes(b"by hand\n")
