@@ -60,3 +60,23 @@ def test_a_kill_that_fails_in_the_timer_does_not_hang_the_command():
     except subprocess.TimeoutExpired:
         raise AssertionError("run_together hung after its overrun kill failed") from None
     assert "raised" in r.stdout, r.stderr
+
+
+# --- pre-existing (fails on e667d8e too): a hard-linked target ---------------------------------
+
+def test_a_hard_linked_target_is_refused_without_leaving_a_checkpoint_that_cannot_be_undone(
+        installation30):
+    """The file store records (backs up) a target with two names, then atomic_write refuses
+    it; the undo's fsutil.restore refuses it too, although nothing was written, so the install
+    ends in "could not undo checkpoint 1 (install) completely" and leaves a pending checkpoint
+    that every later command tries (and fails) to undo until the link goes."""
+    inst = installation30
+    profile = inst.write_profile()
+    inst.envfile.write_text("GCTI_HOME=/opt/genesys\n")
+    (inst.root / "second name").hardlink_to(inst.envfile)
+    r = fipsboot("install", "--profile", str(profile), "--json")
+    assert r.returncode == 1
+    assert "could not undo" not in json.loads(r.stdout)["error"]
+    listing = json.loads(fipsboot("rollback", "--profile", str(profile), "--list", "--json",
+                                  check=0).stdout)
+    assert listing["checkpoints"] == []
