@@ -64,6 +64,9 @@ class FileStore:
         old, st = fsutil.read_with_stat(Path(key))  # one open file: its bytes, mode and owner
         if old is None:
             return {"backup": None, "mode": None, "owner": None}
+        # Refused before anything is recorded: the write would refuse it, and so would the
+        # undo, leaving a checkpoint no command could ever finish.
+        fsutil.refuse_hard_links(st, Path(key))
         testseam.step(f"backup {key}")
         # Set-id bits are dropped: a restore must never hand out a set-id file.
         return {"backup": slot.save(old), "mode": st.st_mode & RESTORABLE_MODE,

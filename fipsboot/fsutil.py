@@ -199,7 +199,7 @@ def _folder(path: Path) -> Iterator[Optional[int]]:
         os.close(fd)
 
 
-def _refuse_hard_links(st: os.stat_result, path: Path) -> None:
+def refuse_hard_links(st: os.stat_result, path: Path) -> None:
     if POSIX and st.st_nlink > 1:
         raise FipsbootError(
             f"{path} has {st.st_nlink} hard links; fipsboot changes only files with one name "
@@ -226,7 +226,7 @@ def atomic_write(path: Path, data: bytes, mode: Optional[int] = None,
             if old_fd is not None:
                 os.close(old_fd)
         if old is not None:
-            _refuse_hard_links(old, path)
+            refuse_hard_links(old, path)
         if mode is None:
             mode = stat.S_IMODE(old.st_mode) if old else 0o644
         if not exact_mode:
@@ -277,7 +277,7 @@ def restore(path: Path, data: bytes, mode: Optional[int],
     if fd is not None:
         try:
             st = os.fstat(fd)
-            _refuse_hard_links(st, path)
+            refuse_hard_links(st, path)
             if _read_fd(fd) == data:
                 if POSIX and mode is not None and stat.S_IMODE(st.st_mode) != mode:
                     os.fchmod(fd, mode)

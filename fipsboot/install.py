@@ -63,7 +63,7 @@ def install(profile, dry_run: bool = False, force: bool = False) -> dict:
     result: dict = {"command": "install", "dry_run": dry_run, "notes": []}
     with Session(profile).changing(dry_run) as session:
         layout, journal = session.layout, session.journal
-        result["notes"] += plan.recovery_notes(session)
+        result["notes"] += plan.recovery_notes(session, "install")
         result["versions"] = preflight(layout)
         reuse = reusable_fipsmodule(layout, journal)
         module_path = layout.host(layout.fipsmodule_cnf)

@@ -66,14 +66,17 @@ def refuse_hand_edits(plan: Plan, journal: Journal, force: bool) -> None:
                             "copy is kept in the journal, `fipsboot rollback` brings it back)")
 
 
-def recovery_notes(session: Session) -> List[str]:
+# What install and reset said, and still say, after finishing a killed command first.
+RECOVERED = {"install": "rolled back an interrupted {command} (checkpoint {id}) first",
+             "reset": "finished an interrupted {command} (checkpoint {id})"}
+
+
+def recovery_notes(session: Session, command: str) -> List[str]:
     """What `Session.changing` finished first, in words (a dry run finishes nothing: it says
     what the real run will find)."""
     cp = session.recovered
     if cp is not None:
-        done = ("finished its rollback" if cp["status"] == "rolling-back" else "rolled it back")
-        return [f"an interrupted {cp['command']} (checkpoint {cp['id']}) was in the journal: "
-                f"{done} first"]
+        return [RECOVERED[command].format(command=cp["command"], id=cp["id"])]
     pending = session.journal.checkpoints[-1:] if session.journal.checkpoints else []
     if pending and pending[0]["status"] != "done":
         return [f"an interrupted {pending[0]['command']} is in the journal: the real run first "

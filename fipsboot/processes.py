@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
+import signal
 import subprocess
-import threading
 from dataclasses import dataclass
 from typing import List, Mapping, Sequence, Tuple, Type
 
@@ -44,12 +45,16 @@ def run_together(jobs: Sequence[Tuple[Sequence[str], bytes]], env: Mapping[str, 
             except OSError as e:
                 raise error(f"cannot run {argv[0]}: {e.strerror}") from None
             stack.callback(_reap, proc)
-            started.append((argv, proc, out, err, stack.enter_context(_deadline(proc, timeout))))
+            started.append((argv, proc, out, err))
         results = []
-        for argv, proc, out, err, overdue in started:
-            returncode = proc.wait()
-            if overdue.is_set():
-                raise error(f"{' '.join(argv)} did not finish in {timeout:g} s")
+        for argv, proc, out, err in started:
+            try:
+                returncode = _wait(proc, timeout)
+            except subprocess.TimeoutExpired:
+                raise error(f"{' '.join(argv)} did not finish in {timeout:g} s") from None
+            except OSError as e:  # it overran and could not even be stopped
+                raise error(f"{' '.join(argv)} did not finish in {timeout:g} s and could not "
+                            f"be stopped: {e.strerror}") from None
             out.seek(0)
             err.seek(0)
             results.append(Result(list(argv), returncode, _text(out.read()), _text(err.read())))
@@ -66,24 +71,27 @@ def _scratch_file():
     return tempfile.TemporaryFile()
 
 
-@contextlib.contextmanager
-def _deadline(proc: subprocess.Popen, timeout: float):
-    """Kill `proc` once `timeout` seconds have passed (the event says it was), so the caller can
-    wait for it without a time limit: `Popen.wait(timeout)` polls with sleeps of up to 50 ms,
-    and on `run`'s start-up path every one of them is time the server waits for nothing."""
-    overdue = threading.Event()
-
-    def expire() -> None:
-        overdue.set()
-        _reap(proc)
-
-    timer = threading.Timer(timeout, expire)
-    timer.daemon = True
-    timer.start()
+def _wait(proc: subprocess.Popen, timeout: float) -> int:
+    """The exit code, as soon as the process ends; TimeoutExpired once `timeout` passed (the
+    process is then killed). On Linux through a pidfd: `Popen.wait(timeout)` polls with
+    sleeps of up to 50 ms there (on `run`'s start-up path, time the server waits for nothing),
+    and a kill through the pidfd can never reach another process that got a reused PID."""
     try:
-        yield overdue
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # not Linux (Windows waits without polling), or too old
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _reap(proc)
+            raise
+    try:
+        if not select.select([pidfd], [], [], timeout)[0]:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # raises when it can't: no hang
+            proc.wait()
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        return proc.wait()
     finally:
-        timer.cancel()
+        os.close(pidfd)
 
 
 def _text(data: bytes) -> str:
@@ -91,6 +99,11 @@ def _text(data: bytes) -> str:
 
 
 def _reap(proc: subprocess.Popen) -> None:
+    """Stop a process fipsboot no longer waits for; one it may not signal is left alone
+    (waiting for it could be for ever)."""
     if proc.poll() is None:
-        proc.kill()
+        try:
+            proc.kill()
+        except OSError:
+            return
         proc.wait()

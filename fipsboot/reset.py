@@ -13,7 +13,7 @@ def reset(profile, dry_run: bool = False, force: bool = False, purge: bool = Fal
     result: dict = {"command": "reset", "dry_run": dry_run, "notes": []}
     with Session(profile).changing(dry_run) as session:
         layout = session.layout
-        result["notes"] += plan.recovery_notes(session)
+        result["notes"] += plan.recovery_notes(session, "reset")
         changes = plan.target_changes(session, NONFIPS)
         switch = plan.switch_change(layout, False)
         if switch is not None:

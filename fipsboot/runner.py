@@ -108,7 +108,9 @@ def verdict(layout: Layout, env: Dict[str, str], journal: Journal) -> List[verif
 
 def prepare(profile, argv: List[str], base: Optional[Mapping[str, str]] = None) -> dict:
     if not argv or not argv[0]:
-        raise UsageError("no server command given: fipsboot run --profile P -- SERVER [ARGS...]")
+        raise UsageError("no server command given: fipsboot run --profile P -- SERVER [ARGS...]",
+                         "name the server's command after --: fipsboot run --profile PROFILE "
+                         "[--dry-run] [--json] -- SERVER [ARGS...]")
     from .session import Session
 
     session = Session(profile)
@@ -124,7 +126,8 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
         raise  # no journal, no server command: exit 2, as documented
     except Exception as e:  # a damaged journal and the like: fail closed, and say so
         log_refusal(f"fipsboot: not starting {argv[0] if argv else 'the server'}: {e}", as_json,
-                    fix=getattr(e, "fix", None))
+                    fix=getattr(e, "fix", None) or "run `fipsboot verify --profile PROFILE` "
+                    "for every check and its reason")
         return EXIT_REFUSED
     layout, env, mode = job["layout"], job["env"], job["mode"]
     if dry_run:
@@ -143,7 +146,9 @@ def run(profile, argv: List[str], dry_run: bool = False, as_json: bool = False) 
             checks = verdict(layout, env, job["journal"])
         except Exception as e:  # fail closed: whatever went wrong, the server does not start
             log_refusal(f"fipsboot: not starting {argv[0]}: verification could not complete: "
-                        f"{type(e).__name__}: {e}", as_json)
+                        f"{type(e).__name__}: {e}", as_json,
+                        fix=getattr(e, "fix", None) or "run `fipsboot verify --profile PROFILE` "
+                        "for every check and its reason")
             return EXIT_REFUSED
         bad = [c for c in checks if c.fails()]
         if bad:

@@ -6,7 +6,7 @@ mode the journal records, the environment a target or a launch must hold in a mo
 function, one stale-folder rule), and, for a command that changes something, the lock with
 the recovery of whatever a killed command left.
 
-    with Session(profile).changing("install") as session:   # lock + recover
+    with Session(profile).changing(dry_run=False) as session:   # lock + recover
         ...
 """
 from __future__ import annotations

@@ -137,6 +137,7 @@ def answers_in_json(r, code: int) -> dict:
     assert r.returncode == code, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
     answer = json.loads(r.stdout)
     assert set(answer) == {"error", "fix", "exit_code"} and answer["exit_code"] == code
+    assert answer["fix"], answer  # every error says what to do about it
     assert answer["error"].split("\n")[0].removeprefix("fipsboot: ") in r.stderr
     return answer
 

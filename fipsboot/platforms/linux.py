@@ -62,5 +62,7 @@ class LinuxBackend(Backend):
         try:
             os.execvpe(argv[0], argv, env)
         except OSError as e:
-            raise FipsbootError(f"cannot start {argv[0]}: {e.strerror}") from None
+            raise FipsbootError(f"cannot start {argv[0]}: {e.strerror}",
+                                  "check the server's command after -- (its path, and that this "
+                                  "account may run it)") from None
         return 0  # not reached
