@@ -63,6 +63,6 @@ class LinuxBackend(Backend):
             os.execvpe(argv[0], argv, env)
         except OSError as e:
             raise FipsbootError(f"cannot start {argv[0]}: {e.strerror}",
-                                  "check the server's command after -- (its path, and that this "
-                                  "account may run it)") from None
+                                "check the server's command after -- (its path, and that this "
+                                "account may run it)") from None
         return 0  # not reached
