@@ -88,8 +88,8 @@ def _start(argv: List[str], env: Dict[str, str]) -> subprocess.Popen:
         return subprocess.Popen(argv, env=env, **options)
     except OSError as e:
         raise FipsbootError(f"cannot start {argv[0]}: {e.strerror or e}",
-                                "check the server's command after -- (its path, and that this "
-                                "account may run it)") from None
+                            "check the server's command after -- (its path, and that this "
+                            "account may run it)") from None
 
 
 def _wait(child: subprocess.Popen) -> int:
