@@ -208,6 +208,25 @@ def launch(profile_path: str, argv: list, caller: dict) -> None:
     # ^ for `fipsboot status`, before the exec and with the same fields as on the full path
     sys.stdout.flush()
     try:
-        os.execvpe(argv[0], argv, env)
+        exec_server(argv, env)
     except (OSError, ValueError):  # ValueError: an empty server name, or a NUL in an argument
         return  # the full path says why, in its words
+
+
+def exec_server(argv: list, env: dict) -> None:
+    """os.execvpe's search of PATH (from `env`, as execvpe does), without the `warnings` module
+    os.get_exec_path imports on every start of the server. Raises as os.execvpe does: the first
+    error that is not "not found" (a file that can't be run), else the last."""
+    name = argv[0]
+    if os.path.dirname(name):
+        os.execve(name, argv, env)
+    first = last = None
+    for folder in env.get("PATH", os.defpath).split(os.pathsep):
+        try:
+            os.execve(os.path.join(folder, name), argv, env)
+        except (FileNotFoundError, NotADirectoryError) as e:
+            last = e
+        except OSError as e:
+            last = e
+            first = first or e
+    raise first or last

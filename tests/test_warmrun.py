@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import fipsboot
 
 from fipsboot import runfacts, runrecords, warmrun
@@ -24,9 +25,9 @@ CONSOLE = "import sys; from fipsboot.entry import entry; sys.argv[0] = 'fipsboot
 FIPSBOOT_WARM = {"fipsboot", "fipsboot.entry", "fipsboot.errors", "fipsboot.processenv",
                  "fipsboot.warmrun", "fipsboot.modulemac", "fipsboot.runrecords"}
 # Beyond the bare interpreter, the warm path may import only these: OpenSSL's hashing without
-# hashlib (whose start-up lists every digest OpenSSL has), file modes, and the warnings module
-# os.execvpe imports for its PATH search.
-STDLIB_WARM = {"__future__", "_hashlib", "stat", "_stat", "warnings"}
+# hashlib (whose start-up lists every digest OpenSSL has) and file modes. Not even `warnings`,
+# which os.execvpe imports for its PATH search (warmrun.exec_server searches PATH itself).
+STDLIB_WARM = {"__future__", "_hashlib", "stat", "_stat"}
 NEVER = {"click", "dataclasses", "pathlib", "typing", "tomllib", "re", "json", "inspect",
          "hashlib", "hmac",
          "subprocess", "enum", "fipsboot.runner", "fipsboot.profile", "fipsboot.verify",
@@ -182,3 +183,30 @@ def test_a_hard_linked_facts_file_is_not_trusted(installation30):
     os.link(facts, facts.with_name("hard-link"))
     p, names = warm_run(profile, "true")
     assert p.returncode == 0 and "fipsboot.runner" in names
+
+
+@pytest.mark.parametrize("search", ["exec_server", "os.execvpe"])
+def test_the_warm_paths_path_search_is_os_execvpes(tmp_path, search):
+    """warmrun.exec_server searches PATH as os.execvpe does (it only skips its `warnings`
+    import): found after missing and not-a-folder entries; a file that can't be run is the
+    error even when a later folder lacks the name; nothing found is FileNotFoundError."""
+    (tmp_path / "not-runnable").mkdir()
+    (tmp_path / "not-runnable" / "srv").write_text("#!/bin/sh\n")  # mode 0644
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srv").write_text("#!/bin/sh\necho started\n")
+    (tmp_path / "bin" / "srv").chmod(0o755)
+    call = ("from fipsboot.warmrun import exec_server as run" if search == "exec_server"
+            else "import os; run = lambda a, e: os.execvpe(a[0], a, e)")
+
+    def exec_with(path: str) -> subprocess.CompletedProcess:
+        code = (f"{call}\ntry:\n    run(['srv'], {{'PATH': {path!r}}})\n"
+                "except OSError as e:\n    print(type(e).__name__)")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=30)
+
+    missing, a_file = tmp_path / "missing", tmp_path / "a-file"
+    found = exec_with(f"{missing}:{a_file}:{tmp_path / 'bin'}")
+    assert found.stdout == "started\n"
+    assert exec_with(f"{tmp_path / 'not-runnable'}:{missing}").stdout == "PermissionError\n"
+    assert exec_with(f"{missing}:{a_file}").stdout == "NotADirectoryError\n"  # the last

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from ..errors import FipsbootError, FollowUpError
+from ..warmrun import exec_server
 from .base import Backend, Change, EnvTarget
 from .shelltargets import EnvFile, ProfileBlock, account, login_profile
 from .systemd import DROPIN_NAME, SystemdDropIn
@@ -60,7 +61,7 @@ class LinuxBackend(Backend):
     def launch(self, argv: List[str], env: Dict[str, str]) -> int:
         # exec: same PID, signals reach the server directly, its exit status is the caller's.
         try:
-            os.execvpe(argv[0], argv, env)
+            exec_server(argv, env)  # the warm path's exec: one PATH search for both
         except OSError as e:
             raise FipsbootError(f"cannot start {argv[0]}: {e.strerror}",
                                 "check the server's command after -- (its path, and that this "
