@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import sys
 
-from .errors import EXIT_USAGE, FipsbootError
-
 
 def entry() -> None:
     """Console script: `run` takes a lean path (no click) since it sits in the server's start-up."""
@@ -58,6 +56,7 @@ def full_run(profile_path: str, server: list, dry_run: bool, as_json: bool) -> i
 
 def usage_error(message: str, as_json: bool) -> int:
     """Only on the error path: no import is added to a good start."""
+    from .errors import EXIT_USAGE, FipsbootError
     from .output import error
 
     return error(FipsbootError(message, "fipsboot run --profile PROFILE [--dry-run] [--json] "
