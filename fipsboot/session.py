@@ -103,9 +103,3 @@ def readonly_session(profile) -> Session:
         return Session(profile)
     except FipsbootError:
         return Session(profile, journal=UnreadJournal())
-
-
-def open_session(profile_path: str) -> Session:
-    from .profile import load
-
-    return Session(load(profile_path))

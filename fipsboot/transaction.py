@@ -7,8 +7,7 @@ what the change replaced. A key changed twice keeps its oldest snapshot.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Tuple
 
 from . import testseam
 
@@ -57,22 +56,6 @@ class Transaction:
         if store.detects_edits:
             entry["after"] = store.after(new)
         store.change(key, new, **options)
-
-    # --- the same, by what is changed ----------------------------------------------------
-
-    def ensure_dir(self, folder: Path) -> None:
-        """Create missing folders, recorded so that a rollback removes them (when empty)."""
-        self.change("dir", str(folder), True)
-
-    def write_file(self, path: Path, data: bytes, mode: Optional[int] = None,
-                   owner: Optional[Tuple[int, int]] = None) -> None:
-        self.change("file", str(path), data, mode=mode, owner=owner)
-
-    def remove_file(self, path: Path) -> None:
-        self.change("file", str(path), None)
-
-    def set_value(self, kind: str, key: str, value: Any) -> None:
-        self.change(kind, key, value)
 
     def commit(self, **state: Any) -> None:
         for key, value in state.items():

@@ -76,7 +76,9 @@ def _trusted(st) -> bool:
 
 def read_file(path: str, trusted: bool = False):
     """The bytes of the regular file at `path` (no link followed), None when missing;
-    `trusted`: also owned by root or this account and not writable by group or others."""
+    `trusted`: also owned by root or this account and not writable by group or others.
+    fsutil.read_state_file's rules, written again here because fsutil's imports (pathlib,
+    typing) would be paid on every start of the server."""
     try:
         fd = os.open(path, OPEN_FLAGS)
     except FileNotFoundError:

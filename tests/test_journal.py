@@ -48,7 +48,7 @@ def open_journal(folder: Path, store: FakeStore) -> Journal:
 def apply(journal: Journal, command: str, values: dict, **state) -> None:
     with journal.lock(), journal.begin(command) as txn:
         for key, value in values.items():
-            txn.set_value(KIND, key, value)
+            txn.change(KIND, key, value)
         txn.commit(**state)
 
 
@@ -82,8 +82,8 @@ def test_a_value_set_twice_keeps_the_oldest_before(folder, store):
     apply(open_journal(folder, store), "install", {"a": "first"}, mode="fips")
     journal = open_journal(folder, store)
     with journal.lock(), journal.begin("install") as txn:
-        txn.set_value(KIND, "b", "one")
-        txn.set_value(KIND, "b", "two")
+        txn.change(KIND, "b", "one")
+        txn.change(KIND, "b", "two")
     (entry,) = on_disk(folder)["checkpoints"][1]["entries"]
     assert (entry["before"], entry["after"]) == ("old-b", "two")
     journal.rollback()
@@ -96,8 +96,8 @@ def test_an_exception_inside_the_transaction_puts_everything_back(folder, store)
     journal = open_journal(folder, store)
     with pytest.raises(RuntimeError, match="verification failed"):
         with journal.lock(), journal.begin("install") as txn:
-            txn.set_value(KIND, "a", "fips-a")
-            txn.set_value(KIND, "c", "fips-c")
+            txn.change(KIND, "a", "fips-a")
+            txn.change(KIND, "c", "fips-c")
             raise RuntimeError("verification failed")
     assert store.values() == BEFORE
     data = on_disk(folder)
@@ -110,8 +110,8 @@ def test_a_store_that_fails_part_way_leaves_the_earlier_values_restored(folder, 
     journal = open_journal(folder, store)
     with pytest.raises(OSError, match="refused the write"):
         with journal.lock(), journal.begin("install") as txn:
-            txn.set_value(KIND, "a", "fips-a")
-            txn.set_value(KIND, "c", "fips-c")
+            txn.change(KIND, "a", "fips-a")
+            txn.change(KIND, "c", "fips-c")
     assert store.values() == {"a": "old-a"}
     assert on_disk(folder)["checkpoints"] == []
 
@@ -145,8 +145,8 @@ def test_recover_rolls_back_a_pending_checkpoint_left_by_a_dead_process(folder, 
     saved is all the next command has, and it is enough."""
     dead = open_journal(folder, store)
     txn = dead.begin("install")
-    txn.set_value(KIND, "a", "fips-a")
-    txn.set_value(KIND, "c", "fips-c")
+    txn.change(KIND, "a", "fips-a")
+    txn.change(KIND, "c", "fips-c")
     del dead, txn
     assert store.values() != BEFORE
     journal = open_journal(folder, store)
@@ -174,7 +174,7 @@ with journal.lock():
     if sys.argv[4] == "install":
         with journal.begin("install") as txn:
             for key in ("a", "b", "c"):
-                txn.set_value(KIND, key, "fips-" + key)
+                txn.change(KIND, key, "fips-" + key)
             txn.commit(mode="fips")
     else:
         journal.rollback()

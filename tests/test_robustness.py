@@ -161,7 +161,7 @@ def test_forced_rollback_keeps_an_edited_registry_value(state_dir):
     (target,) = backend.targets(profile)
     change = target.change({"OPENSSL_CONF": "C:\\cfg\\openssl.cnf", "OPENSSL_MODULES": None})
     with journal.begin("install") as txn:
-        txn.set_value(change.kind, change.key, change.new)
+        txn.change(change.kind, change.key, change.new)
     fake.set_value(regseam.HKLM,
                    r"SYSTEM\CurrentControlSet\Control\Session Manager\Environment",
                    "OPENSSL_CONF", "C:\\by-hand.cnf", regseam.REG_SZ)

@@ -334,7 +334,7 @@ def apply_through_journal(backend, targets, desired):
     with journal.begin("install") as txn:
         for change in changes:
             if change.changed:
-                txn.set_value(change.kind, change.key, change.new)
+                txn.change(change.kind, change.key, change.new)
     return journal, changes
 
 
@@ -383,7 +383,7 @@ def test_failure_inside_the_transaction_restores_the_registry(reg, state):
     change = MachineEnvironment(reg).change(FIPS)
     with pytest.raises(RuntimeError):
         with journal.begin("install") as txn:
-            txn.set_value(change.kind, change.key, change.new)
+            txn.change(change.kind, change.key, change.new)
             raise RuntimeError("verification failed")
     assert reg.dump() == before
 

@@ -208,7 +208,7 @@ def test_rollback_gives_back_the_exact_spelling_type_and_data(reg, state):
         with journal.begin("step") as txn:
             for c in changes:
                 if c.changed:
-                    txn.set_value(c.kind, c.key, c.new)
+                    txn.change(c.kind, c.key, c.new)
     assert "Openssl_Conf" not in reg.values(HKLM, MACHINE_ENVIRONMENT_KEY)
     journal.rollback()
     journal.rollback()
